@@ -1,0 +1,44 @@
+# The two commands of the README:
+#   make course   set up, then execute every notebook into reports/<run>/ (PROFILE=auto: gpu if CUDA, else cpu)
+#   make test     set up, then run the unit tests and nbval on every notebook (smoke profile)
+# Real data: set FACEKIT_DATA=/path/to/datasets (holding lfw/, att_faces/, dlib_faces/), or keep
+# them in ../shared/datasets beside this checkout; without them the course runs on synthetic faces.
+
+PYTHON  ?= python3
+VENV    ?= .venv
+PY      := $(VENV)/bin/python
+PROFILE ?= auto
+RUN     ?=
+NOTEBOOKS ?=
+PYTEST_ARGS ?=
+
+.PHONY: setup course test unit nbval sync lab clean-venv
+
+setup: $(VENV)/.facekit-installed
+
+$(VENV)/.facekit-installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -e ".[test]"
+	$(PY) -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (facekit)" >/dev/null
+	touch $@
+
+course: setup
+	$(VENV)/bin/facekit report $(NOTEBOOKS) --profile $(PROFILE) $(if $(RUN),--run $(RUN),)
+
+test: setup
+	MPLBACKEND=Agg FACEKIT_PROFILE=smoke $(PY) -m pytest tests --nbval-lax notebooks $(PYTEST_ARGS)
+
+unit: setup
+	MPLBACKEND=Agg $(PY) -m pytest tests $(PYTEST_ARGS)
+
+nbval: setup
+	MPLBACKEND=Agg FACEKIT_PROFILE=smoke $(PY) -m pytest --nbval-lax notebooks $(PYTEST_ARGS)
+
+sync: setup  # after editing notebooks/*.py: refresh the paired .ipynb
+	$(VENV)/bin/jupytext --sync notebooks/*.py
+
+lab: setup
+	$(VENV)/bin/jupyter lab notebooks/
+
+clean-venv:
+	rm -rf $(VENV)
