@@ -57,5 +57,5 @@ def draw_detections(image, boxes, landmarks=None, *, colors="lime", width: int =
         img = draw_bounding_boxes(img, boxes, colors=colors, width=width)
     if landmarks is not None and len(landmarks):
         img = draw_keypoints(img, torch.as_tensor(landmarks, dtype=torch.float32).reshape(len(boxes), -1, 2),
-                             colors="red", radius=max(1, width))
+                             colors="red", radius=max(1, width - 1))
     return img.float() / 255

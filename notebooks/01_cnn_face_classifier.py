@@ -2,6 +2,7 @@
 # jupyter:
 #   jupytext:
 #     formats: ipynb,py:percent
+#     notebook_metadata_filter: kernelspec,jupytext,-jupytext.text_representation.jupytext_version
 #     text_representation:
 #       extension: .py
 #       format_name: percent
@@ -34,8 +35,8 @@
 # %% tags=["parameters"]
 profile = "auto"  # smoke | cpu | gpu | auto (auto: $FACEKIT_PROFILE, else gpu if CUDA, else cpu)
 dataset = "synthetic"  # synthetic | orl | lfw | a path to an ImageFolder (root/<person>/<image>)
-real_dataset = "orl"  # repeat the main experiment on this real set when it is found; "" to skip
-data_root = ""  # folder holding lfw/, att_faces/ ...; "" = $FACEKIT_DATA, ./data, ../shared/datasets
+real_dataset = "orl"  # repeat the main experiment on this real set when found; empty to skip
+data_root = ""  # folder with lfw/, att_faces/, dlib_faces/; empty: FACEKIT_DATA, ./data, ../shared/datasets
 seed = 0
 
 # %%
@@ -76,7 +77,7 @@ class Sizes:
 
 PROFILE, S = fk.profiles.pick(
     profile,
-    smoke=Sizes(identities=10, train_per_id=8, val_per_id=2, test_per_id=4, image_size=64, epochs=3, batch_size=32, lfw_min_images=40),
+    smoke=Sizes(identities=10, train_per_id=8, val_per_id=2, test_per_id=4, image_size=32, epochs=3, batch_size=32, lfw_min_images=40),
     cpu=Sizes(identities=40, train_per_id=15, val_per_id=5, test_per_id=10, image_size=64, epochs=20, batch_size=64, lfw_min_images=20),
     gpu=Sizes(identities=200, train_per_id=40, val_per_id=10, test_per_id=20, image_size=64, epochs=40, batch_size=128, lfw_min_images=10),
 )
@@ -308,6 +309,7 @@ def as_dataset(idx, transform=None):
 
 train_ds, val_ds, test_ds = as_dataset(train_idx), as_dataset(val_idx), as_dataset(test_idx)
 channels = images.shape[1]
+torch.manual_seed(seed)  # the same initial weights in every run of this chapter
 model = ArticleCNN(num_classes, in_channels=channels, image_size=S.image_size)
 plotter = PlotHistory(title="ArticleCNN, Adam lr=1e-3, no regularisation")
 history = fit(model, train_ds, val_ds, epochs=S.epochs, batch_size=S.batch_size, lr=1e-3, seed=seed,
@@ -381,6 +383,7 @@ VARIANTS = {
 def run_variant(name, *, augment=False, dropout=0.0, weight_decay=0.0, early_stopping=False,
                 architecture=ArticleCNN, **model_kwargs):
     kwargs = dict(image_size=S.image_size) if architecture is ArticleCNN else {}
+    torch.manual_seed(seed)
     net = architecture(num_classes, in_channels=channels, dropout=dropout, **kwargs, **model_kwargs)
     stopper = EarlyStopping(monitor="val_loss", patience=3) if early_stopping else None
     t0 = time.perf_counter()
@@ -476,6 +479,7 @@ if real_dataset and FOUND.get(real_dataset) and real_dataset != dataset:
     r_chance = 1 / len(r_names)
     for name, arch, aug in [("ArticleCNN", ArticleCNN, None), ("ArticleCNN + augmentation", ArticleCNN, r_aug),
                             ("SmallResNet + augmentation", SmallResNet, r_aug)]:
+        torch.manual_seed(seed)
         net = arch(len(r_names), in_channels=1, **({"image_size": S.image_size} if arch is ArticleCNN else {}))
         fit(net, TensorImages(r_images[r_train], r_labels[r_train], aug),
             TensorImages(r_images[r_val], r_labels[r_val]), epochs=S.epochs if PROFILE == "smoke" else 2 * S.epochs,
