@@ -195,7 +195,7 @@ for i in range(len(scenes)):
     counts.append(len(target["boxes"]))
     drawn.append(fk.viz.draw_detections(img, target["boxes"], target["landmarks"]))
     assert target["boxes"].shape == (counts[-1], 4) and target["landmarks"].shape == (counts[-1], 5, 2)
-fk.viz.image_grid(torch.stack(drawn), nrow=3, scale=2.4, titles=[f"{c} face{"" if c == 1 else "s"}" for c in counts])
+fk.viz.image_grid(torch.stack(drawn), nrow=3, scale=2.4, titles=[f"{c} face{'' if c == 1 else 's'}" for c in counts])
 plt.show()
 record("scene_faces_mean", float(np.mean(counts)))
 
