@@ -1,0 +1,74 @@
+import os
+from dataclasses import dataclass
+
+import pytest
+
+import facekit
+from facekit import io, profiles
+from facekit.config import ConfigError, check_keys, choice, make_config, replace
+
+
+@dataclass(frozen=True)
+class Cfg:
+    lr: float = 0.1
+    epochs: int = 3
+
+
+def test_make_config_and_replace_name_typos():
+    assert make_config(Cfg, {"lr": 0.5}, epochs=7) == Cfg(0.5, 7)
+    with pytest.raises(ConfigError, match=r"'epoch' \(did you mean 'epochs'\?\); accepted: epochs, lr"):
+        make_config(Cfg, epoch=2)
+    with pytest.raises(ConfigError, match="'lrate'"):
+        replace(Cfg(), lrate=1.0)
+    assert replace(Cfg(), lr=2.0).lr == 2.0
+
+
+def test_choice_and_check_keys():
+    assert choice("a", ["a", "b"], name="mode") == "a"
+    with pytest.raises(ConfigError, match="mode='c' is not accepted; use one of: 'a', 'b'"):
+        choice("c", ["a", "b"], name="mode")
+    check_keys(["x"], ["x", "y"], what="key")
+
+
+def test_profiles(monkeypatch):
+    monkeypatch.delenv(profiles.ENV_VAR, raising=False)
+    assert profiles.resolve_profile("smoke") == "smoke"
+    import torch
+
+    assert profiles.resolve_profile("auto") == ("gpu" if torch.cuda.is_available() else "cpu")
+    monkeypatch.setenv(profiles.ENV_VAR, "smoke")
+    assert profiles.resolve_profile("auto") == "smoke"
+    assert profiles.resolve_profile("cpu") == "cpu"  # an explicit profile wins over the variable
+    monkeypatch.setenv(profiles.ENV_VAR, "fast")
+    with pytest.raises(ConfigError, match="FACEKIT_PROFILE='fast'"):
+        profiles.resolve_profile("auto")
+    with pytest.raises(ConfigError, match="profile='laptop'"):
+        profiles.resolve_profile("laptop")
+
+
+def test_pick_needs_every_profile():
+    assert profiles.pick("gpu", smoke=1, cpu=2, gpu=3) == ("gpu", 3)
+    with pytest.raises(ConfigError, match=r"missing \['gpu'\]"):
+        profiles.pick("cpu", smoke=1, cpu=2)
+
+
+def test_atomic_write_leaves_old_file_on_failure(tmp_path):
+    target = tmp_path / "out.json"
+    io.write_json(target, {"a": 1})
+    with pytest.raises(RuntimeError):
+        with io.atomic_path(target) as tmp:
+            tmp.write_text("half")
+            raise RuntimeError("crash mid-write")
+    assert target.read_text().strip().startswith("{") and '"a": 1' in target.read_text()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.json"]
+    assert oct(os.stat(target).st_mode & 0o777) != "0o600"
+
+
+def test_import_has_no_side_effects():
+    import subprocess
+    import sys
+
+    code = "import sys, facekit; print('torch' in sys.modules, 'facekit.data' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["False", "False"]
+    assert "data" in dir(facekit)
