@@ -71,15 +71,19 @@ class Sizes:
     test_per_id: int  # held-out test images per person
     image_size: int  # side of the square input, the article's 64
     epochs: int  # training budget of every run in this chapter
+    patience: int  # early stopping: epochs without a better validation accuracy
     batch_size: int
     lfw_min_images: int  # LFW people with at least this many images (dataset="lfw")
 
 
 PROFILE, S = fk.profiles.pick(
     profile,
-    smoke=Sizes(identities=10, train_per_id=8, val_per_id=2, test_per_id=4, image_size=32, epochs=3, batch_size=32, lfw_min_images=40),
-    cpu=Sizes(identities=40, train_per_id=15, val_per_id=5, test_per_id=10, image_size=64, epochs=20, batch_size=64, lfw_min_images=20),
-    gpu=Sizes(identities=200, train_per_id=40, val_per_id=10, test_per_id=20, image_size=64, epochs=40, batch_size=128, lfw_min_images=10),
+    smoke=Sizes(identities=10, train_per_id=8, val_per_id=2, test_per_id=4, image_size=32, epochs=3, patience=1,
+                batch_size=32, lfw_min_images=40),
+    cpu=Sizes(identities=40, train_per_id=15, val_per_id=10, test_per_id=25, image_size=64, epochs=30, patience=5,
+              batch_size=64, lfw_min_images=20),
+    gpu=Sizes(identities=200, train_per_id=40, val_per_id=10, test_per_id=25, image_size=64, epochs=60, patience=8,
+              batch_size=128, lfw_min_images=10),
 )
 DEVICE = resolve_device("auto")
 ROOT = data_root or None
@@ -121,9 +125,9 @@ print(f"{dataset}: {len(images)} images of {num_classes} people, {tuple(images.s
       f"train {len(train_idx)}, val {len(val_idx)}, test {len(test_idx)}; chance = {CHANCE:.3f}")
 assert set(labels[test_idx].tolist()) <= set(labels[train_idx].tolist()), "closed set: test people are known"
 
-order = torch.argsort(labels[train_idx], stable=True)[: 8 * 6]
-fk.viz.image_grid(images[train_idx][order], nrow=8, titles=[class_names[i] for i in labels[train_idx][order]],
-                  title="training images (6 per row is one person's images in order)")
+train_labels = labels[train_idx]
+first = [int(i) for k in range(min(6, num_classes)) for i in (train_labels == k).nonzero().flatten()[:8]]
+fk.viz.image_grid(images[train_idx][first], nrow=8, scale=0.9, title="training images, one person per row")
 plt.show()
 
 # %% [markdown]
@@ -309,18 +313,42 @@ def as_dataset(idx, transform=None):
 
 train_ds, val_ds, test_ds = as_dataset(train_idx), as_dataset(val_idx), as_dataset(test_idx)
 channels = images.shape[1]
-torch.manual_seed(seed)  # the same initial weights in every run of this chapter
-model = ArticleCNN(num_classes, in_channels=channels, image_size=S.image_size)
-plotter = PlotHistory(title="ArticleCNN, Adam lr=1e-3, no regularisation")
-history = fit(model, train_ds, val_ds, epochs=S.epochs, batch_size=S.batch_size, lr=1e-3, seed=seed,
-              device=DEVICE, callbacks=[plotter], progress=PROFILE != "smoke")
+
+
+def run_variant(name, *, augment=None, dropout=0.0, weight_decay=0.0, early_stopping=False,
+                architecture=ArticleCNN, callbacks=(), progress=False):
+    """Train one model from the same initial weights, data and budget; return its measurements."""
+    kwargs = dict(image_size=S.image_size) if architecture is ArticleCNN else {}
+    torch.manual_seed(seed)  # the same initial weights in every run of this chapter
+    net = architecture(num_classes, in_channels=channels, dropout=dropout, **kwargs)
+    stopper = EarlyStopping(monitor="val_accuracy", patience=S.patience) if early_stopping else None
+    t0 = time.perf_counter()
+    hist = fit(net, as_dataset(train_idx, augment), val_ds, epochs=S.epochs, batch_size=S.batch_size, lr=1e-3,
+               weight_decay=weight_decay, seed=seed, device=DEVICE,
+               callbacks=list(callbacks) + ([stopper] if stopper else []), progress=progress)
+    return {
+        "variant": name,
+        "train accuracy": evaluate(net, train_ds, device=DEVICE)["accuracy"],
+        "held-out accuracy": evaluate(net, test_ds, device=DEVICE)["accuracy"],
+        "epochs run": len(hist.records),
+        "best epoch": stopper.best_epoch if stopper else len(hist.records),
+        "seconds": time.perf_counter() - t0,
+        "parameters": count_parameters(net),
+        "history": hist,
+        "model": net,
+    }
+
+
+baseline = run_variant("baseline", callbacks=[PlotHistory(title="ArticleCNN, Adam lr=1e-3, no regularisation")],
+                       progress=PROFILE != "smoke")
 plt.show()
-test = evaluate(model, test_ds, device=DEVICE)
-train_acc = evaluate(model, train_ds, device=DEVICE)["accuracy"]
-record("article_cnn_params", count_parameters(model))
+model = baseline["model"]
+train_acc, test_acc = baseline["train accuracy"], baseline["held-out accuracy"]
+record("article_cnn_params", baseline["parameters"])
 record("article_cnn_train_accuracy", round(train_acc, 4))
-record("article_cnn_heldout_accuracy", round(test["accuracy"], 4))
-print(f"train accuracy {train_acc:.3f}, held-out accuracy {test['accuracy']:.3f} (chance {CHANCE:.3f})")
+record("article_cnn_heldout_accuracy", round(test_acc, 4))
+print(f"train accuracy {train_acc:.3f}, held-out accuracy {test_acc:.3f} on {len(test_idx)} images "
+      f"(chance {CHANCE:.3f}), {baseline['seconds']:.0f} s")
 
 # %% [markdown]
 # Two facts the rest of the course relies on, checked here: different people are **separable** (held-out
@@ -328,12 +356,12 @@ print(f"train accuracy {train_acc:.3f}, held-out accuracy {test['accuracy']:.3f}
 # the training set is fitted almost perfectly: the model overfits).
 
 # %%
-assert test["accuracy"] > 3 * CHANCE, "identities should be separable by a trained CNN"
+assert test_acc > 3 * CHANCE, "identities should be separable by a trained CNN"
 if PROFILE != "smoke":
-    assert test["accuracy"] > 10 * CHANCE
+    assert test_acc > 10 * CHANCE
     if dataset == "synthetic":
-        assert test["accuracy"] < 0.99, "the synthetic task should not be solved perfectly on held-out images"
-        assert train_acc - test["accuracy"] > 0.05, "without regularisation the CNN should overfit"
+        assert test_acc < 0.99, "the synthetic task should not be solved perfectly on held-out images"
+        assert train_acc - test_acc > 0.1, "without regularisation the CNN should overfit"
 
 # %% [markdown]
 # ### Which people get confused?
@@ -344,7 +372,7 @@ if PROFILE != "smoke":
 # %%
 logits, y_true = predict(model, test_ds, device=DEVICE)
 result = classification_result(logits, y_true, num_classes=num_classes)
-assert abs(result.accuracy - test["accuracy"]) < 1e-6
+assert abs(result.accuracy - test_acc) < 1e-6
 plot_confusion(result.confusion, class_names, title=f"held-out confusion, accuracy {result.accuracy:.3f}")
 plt.show()
 off = result.confusion.astype(float).copy()
@@ -362,48 +390,24 @@ print(f"hardest person: {class_names[worst]} ({result.per_class_accuracy[worst]:
 # The second source article lists the usual remedies; here each one is switched on alone, with the same
 # data, seed and epoch budget, and then all together:
 #
-# - **augmentation**: random crops, flips, small rotations, colour jitter and erased patches
-#   (`facekit.data.transforms.train_transform`), so no two epochs see the same pixels;
+# - **augmentation**: random crops, flips, small rotations and colour jitter
+#   (`facekit.data.transforms.train_transform`, "light"), so no two epochs see the same pixels;
 # - **dropout** 0.5 before the last layer;
 # - **weight decay** (an L2 penalty through Adam's `weight_decay`);
-# - **early stopping** on the validation loss, restoring the best epoch's weights.
+# - **early stopping** when the validation accuracy has not improved for `patience` epochs, restoring the best
+#   epoch's weights.
 
 # %%
-AUGMENT = train_transform(S.image_size, channels=channels, strength="medium")
+AUGMENT = train_transform(S.image_size, channels=channels, strength="light")
 VARIANTS = {
-    "baseline": {},
-    "augmentation": {"augment": True},
+    "augmentation": {"augment": AUGMENT},
     "dropout 0.5": {"dropout": 0.5},
     "weight decay 5e-4": {"weight_decay": 5e-4},
     "early stopping": {"early_stopping": True},
-    "all four": {"augment": True, "dropout": 0.5, "weight_decay": 5e-4, "early_stopping": True},
+    "all four": {"augment": AUGMENT, "dropout": 0.5, "weight_decay": 5e-4, "early_stopping": True},
 }
-
-
-def run_variant(name, *, augment=False, dropout=0.0, weight_decay=0.0, early_stopping=False,
-                architecture=ArticleCNN, **model_kwargs):
-    kwargs = dict(image_size=S.image_size) if architecture is ArticleCNN else {}
-    torch.manual_seed(seed)
-    net = architecture(num_classes, in_channels=channels, dropout=dropout, **kwargs, **model_kwargs)
-    stopper = EarlyStopping(monitor="val_loss", patience=3) if early_stopping else None
-    t0 = time.perf_counter()
-    hist = fit(net, as_dataset(train_idx, AUGMENT if augment else None), val_ds, epochs=S.epochs,
-               batch_size=S.batch_size, lr=1e-3, weight_decay=weight_decay, seed=seed, device=DEVICE,
-               callbacks=[stopper] if stopper else [], progress=False)
-    return {
-        "variant": name,
-        "train accuracy": evaluate(net, train_ds, device=DEVICE)["accuracy"],
-        "held-out accuracy": evaluate(net, test_ds, device=DEVICE)["accuracy"],
-        "epochs run": len(hist.records),
-        "best epoch": stopper.best_epoch if stopper else len(hist.records),
-        "seconds": time.perf_counter() - t0,
-        "parameters": count_parameters(net),
-        "history": hist,
-    }
-
-
-rows = [run_variant(name, **opts) for name, opts in VARIANTS.items()]
-remedies = pd.DataFrame(rows).drop(columns="history").set_index("variant")
+rows = [baseline] + [run_variant(name, **opts) for name, opts in VARIANTS.items()]
+remedies = pd.DataFrame(rows).drop(columns=["history", "model"]).set_index("variant")
 remedies["gap"] = remedies["train accuracy"] - remedies["held-out accuracy"]
 print(remedies.round(3).to_string())
 
@@ -413,6 +417,7 @@ sns.barplot(long, x="variant", y="accuracy", hue="split", ax=axes[0])
 axes[0].axhline(CHANCE, color="k", ls=":", lw=1, label="chance")
 axes[0].tick_params(axis="x", rotation=30)
 axes[0].set_xlabel("")
+axes[0].legend(loc="lower left", fontsize=8)
 for row in rows:
     axes[1].plot(row["history"]["epoch"], row["history"]["val_loss"], label=row["variant"])
 axes[1].set(xlabel="epoch", ylabel="validation loss", title="validation loss per variant")
@@ -434,21 +439,25 @@ for name in remedies.index[1:]:
 best_remedy = remedies["held-out accuracy"].idxmax()
 record("best_remedy", best_remedy)
 if PROFILE != "smoke" and dataset == "synthetic":
-    # Augmentation attacks the cause (too few views of each person) and must clearly help here.
-    assert remedies.loc["augmentation", "held-out accuracy"] > base + 0.03
+    # With 25 test images per person a difference of 0.01 is about one standard error: the checks below
+    # leave that much room. Augmentation and dropout must help, together the four must help most of all,
+    # and early stopping must cost no more than a little accuracy (it saves epochs instead).
     assert remedies.loc["augmentation", "gap"] < remedies.loc["baseline", "gap"]
-    assert remedies.loc["all four", "held-out accuracy"] > base
+    assert remedies.loc["augmentation", "held-out accuracy"] > base + 0.01
+    assert remedies.loc["dropout 0.5", "held-out accuracy"] > base + 0.01
+    assert remedies.loc["all four", "held-out accuracy"] > base + 0.03
+    assert remedies.loc["early stopping", "held-out accuracy"] > base - 0.05
 
 # %% [markdown]
 # ## 7. A stronger small CNN
 #
 # The article's network spends 2.1 M of its parameters in `fc1`, a dense map from every position of the last
 # feature map to 128 features. A residual CNN with batch norm and global average pooling
-# (`facekit.models.SmallResNet`) has fewer parameters, is insensitive to where the face sits, and trains
-# faster per epoch of progress. Same data, augmentation and budget:
+# (`facekit.models.SmallResNet`) has far fewer parameters, and its global pooling makes the features
+# independent of where in the image a pattern appears. Same data, augmentation and budget:
 
 # %%
-resnet_row = run_variant("SmallResNet + augmentation", augment=True, architecture=SmallResNet)
+resnet_row = run_variant("SmallResNet + augmentation", augment=AUGMENT, architecture=SmallResNet)
 article_row = remedies.loc["augmentation"]
 comparison = pd.DataFrame([
     {"model": "ArticleCNN + augmentation", "parameters": int(article_row["parameters"]),
@@ -482,14 +491,14 @@ if real_dataset and FOUND.get(real_dataset) and real_dataset != dataset:
         torch.manual_seed(seed)
         net = arch(len(r_names), in_channels=1, **({"image_size": S.image_size} if arch is ArticleCNN else {}))
         fit(net, TensorImages(r_images[r_train], r_labels[r_train], aug),
-            TensorImages(r_images[r_val], r_labels[r_val]), epochs=S.epochs if PROFILE == "smoke" else 2 * S.epochs,
-            batch_size=S.batch_size, lr=1e-3, seed=seed, device=DEVICE, progress=False)
+            TensorImages(r_images[r_val], r_labels[r_val]), epochs=S.epochs,
+            batch_size=min(S.batch_size, 32), lr=1e-3, seed=seed, device=DEVICE, progress=False)
         real_results[name] = evaluate(net, TensorImages(r_images[r_test], r_labels[r_test]), device=DEVICE)["accuracy"]
         record(f"{real_dataset}_heldout_accuracy[{name}]", round(real_results[name], 4))
     print(f"{real_dataset}: {len(r_images)} images of {len(r_names)} people; test {len(r_test)} images; chance {r_chance:.3f}")
     print(pd.Series(real_results, name="held-out accuracy").round(3).to_string())
     assert max(real_results.values()) > 3 * r_chance
-    if PROFILE != "smoke":
+    if PROFILE != "smoke" and real_dataset == "orl":
         assert max(real_results.values()) > 0.8, "ORL is an easy closed set: a small CNN should exceed 80%"
 else:
     print(f"real_dataset={real_dataset!r}: not run ({'not found; set FACEKIT_DATA' if real_dataset else 'skipped'})")
@@ -498,14 +507,24 @@ else:
 # ## Summary
 #
 # - Convolution, pooling, softmax and cross-entropy written by hand agree with PyTorch to float precision.
-# - The article's network needed two fixes to run; trained with Adam it separates people far above chance
-#   but overfits: the train–test gap above is the measurement.
-# - Augmentation, dropout, weight decay and early stopping each change that gap by the amounts in the table;
-#   on this data augmentation is the remedy that pays, because the problem is too few views of each person.
-# - A residual CNN with global pooling does better with fewer parameters.
-#
-# Next: chapter 2 replaces convolutions with attention, and chapter 4 turns the classifier into an
-# embedding that recognises people it has never seen.
+# - The article's network needed two fixes to run. Trained with Adam it separates people far above chance
+#   but overfits; the remedies change that by the amounts measured above, summarised here from this run:
 
 # %%
+summary = {
+    "held-out accuracy, ArticleCNN": f"{test_acc:.3f} (train {train_acc:.3f}, chance {CHANCE:.3f})",
+    "best remedy": f"{best_remedy} ({remedies.loc[best_remedy, 'held-out accuracy']:.3f})",
+    "remedies that helped (> +0.01)": "; ".join(n for n in remedies.index[1:]
+                                                  if remedies.loc[n, "held-out accuracy"] > base + 0.01) or "none",
+    "SmallResNet + augmentation": f"{resnet_row['held-out accuracy']:.3f} with "
+                                  f"{resnet_row['parameters'] / 1e6:.2f} M parameters "
+                                  f"(ArticleCNN {baseline['parameters'] / 1e6:.2f} M)",
+    **{f"{real_dataset}: {k}": f"{v:.3f}" for k, v in real_results.items()},
+}
+for key, value in summary.items():
+    print(f"{key:>38}: {value}")
 record("chapter_seconds", round(time.perf_counter() - T0, 1))
+
+# %% [markdown]
+# Next: chapter 2 replaces convolutions with attention, and chapter 4 turns the classifier into an
+# embedding that recognises people it has never seen.

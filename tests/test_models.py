@@ -35,7 +35,7 @@ def test_small_resnet_any_size(size):
 
 def test_registry():
     assert isinstance(create("small_resnet", num_classes=4), SmallResNet)
-    with pytest.raises(ConfigError, match="registered: article_cnn, small_resnet"):
+    with pytest.raises(ConfigError, match="registered: article_cnn, attention_resnet, small_resnet, vit"):
         create("resnet9000", num_classes=4)
 
 

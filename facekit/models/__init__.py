@@ -12,11 +12,18 @@ from typing import Callable
 from torch import nn
 
 from facekit.config import ConfigError
+from facekit.models.attention import (CBAM, AttentionPool2d, MultiHeadSelfAttention, SpatialAttention,
+                                      SqueezeExcitation, scaled_dot_product_attention)
 from facekit.models.cnn import ArticleCNN, ResidualBlock, SmallResNet
+from facekit.models.cnn_attention import AttentionResidualBlock, AttentionResNet
+from facekit.models.flops import count_flops, flops_by_module
+from facekit.models.vit import VIT_PRESETS, VisionTransformer, ViTConfig, attention_rollout, cls_attention_map
 
 MODELS: dict[str, Callable[..., nn.Module]] = {
     "article_cnn": ArticleCNN,
     "small_resnet": SmallResNet,
+    "attention_resnet": AttentionResNet,
+    "vit": VisionTransformer,
 }
 
 
@@ -32,4 +39,7 @@ def count_parameters(model: nn.Module, trainable_only: bool = True) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
 
 
-__all__ = ["ArticleCNN", "SmallResNet", "ResidualBlock", "MODELS", "create", "count_parameters"]
+__all__ = ["ArticleCNN", "SmallResNet", "ResidualBlock", "MODELS", "create", "count_parameters",
+           "scaled_dot_product_attention", "MultiHeadSelfAttention", "SqueezeExcitation", "SpatialAttention",
+           "CBAM", "AttentionPool2d", "AttentionResidualBlock", "AttentionResNet", "ViTConfig", "VIT_PRESETS",
+           "VisionTransformer", "attention_rollout", "cls_attention_map", "count_flops", "flops_by_module"]

@@ -48,7 +48,7 @@ class TrainConfig:
     num_workers: int = 0  # DataLoader workers when fit builds the loaders
     checkpoint: str | None = None  # file written after every epoch; resumed from if present
     resume: bool = True  # continue from `checkpoint` when it exists
-    progress: bool = True  # tqdm progress bars
+    progress: bool = True  # a tqdm bar over epochs and one line of metrics per epoch
 
 
 def accuracy(outputs: torch.Tensor, targets: torch.Tensor) -> float:
@@ -228,7 +228,9 @@ def fit(model: nn.Module, train, val=None, *, config: TrainConfig | Mapping | No
 
     from tqdm.auto import tqdm
 
-    for epoch in range(start_epoch, config.epochs):
+    epochs = tqdm(range(start_epoch, config.epochs), desc="fit", unit="epoch", initial=start_epoch,
+                  total=config.epochs, disable=not config.progress, mininterval=1.0)
+    for epoch in epochs:
         if state.stop:
             break
         state.epoch = epoch
@@ -240,8 +242,7 @@ def fit(model: nn.Module, train, val=None, *, config: TrainConfig | Mapping | No
         t0 = time.perf_counter()
         totals, n = {}, 0
         loader = _loader(train, config, shuffle=True, epoch=epoch, device=device)
-        bar = tqdm(loader, desc=f"epoch {epoch + 1}/{config.epochs}", leave=False, disable=not config.progress)
-        for batch in bar:
+        for batch in loader:
             optimizer.zero_grad(set_to_none=True)
             with autocast():
                 out, y = forward(model, batch, device)
@@ -266,7 +267,6 @@ def fit(model: nn.Module, train, val=None, *, config: TrainConfig | Mapping | No
             with torch.no_grad():
                 for name, fn in metrics.items():
                     totals[name] = totals.get(name, 0.0) + fn(out.detach().float(), y) * b
-            bar.set_postfix(loss=f"{totals['loss'] / n:.3f}")
         record = {"epoch": epoch + 1, "lr": lr}
         record.update({f"train_{k}": v / max(n, 1) for k, v in totals.items()})
         if val is not None:
@@ -279,7 +279,7 @@ def fit(model: nn.Module, train, val=None, *, config: TrainConfig | Mapping | No
             cb.on_epoch_end(state)
         if config.progress:
             shown = ", ".join(f"{k} {v:.4f}" for k, v in record.items() if k not in ("epoch", "lr", "time_s"))
-            tqdm.write(f"epoch {epoch + 1:>3}/{config.epochs}: {shown} ({record['time_s']:.1f}s)")
+            epochs.write(f"epoch {epoch + 1:>3}/{config.epochs}: {shown} ({record['time_s']:.1f}s)")
         if config.checkpoint:
             save_checkpoint(config.checkpoint, {
                 "model": model.state_dict(), "optimizer": optimizer.state_dict(),
@@ -288,6 +288,7 @@ def fit(model: nn.Module, train, val=None, *, config: TrainConfig | Mapping | No
                 "callbacks": [cb.state_dict() for cb in callbacks],
                 "config": dataclasses.asdict(config),
             })
+    epochs.close()
     for cb in callbacks:
         cb.on_fit_end(state)
     return state.history
