@@ -495,7 +495,10 @@ if real_dataset and FOUND.get(real_dataset) and real_dataset != dataset:
             batch_size=min(S.batch_size, 32), lr=1e-3, seed=seed, device=DEVICE, progress=False)
         real_results[name] = evaluate(net, TensorImages(r_images[r_test], r_labels[r_test]), device=DEVICE)["accuracy"]
         record(f"{real_dataset}_heldout_accuracy[{name}]", round(real_results[name], 4))
-    print(f"{real_dataset}: {len(r_images)} images of {len(r_names)} people; test {len(r_test)} images; chance {r_chance:.3f}")
+    best = max(real_results.values())
+    r_se = np.sqrt(best * (1 - best) / len(r_test))  # one standard error of an accuracy on len(r_test) images
+    print(f"{real_dataset}: {len(r_images)} images of {len(r_names)} people; test {len(r_test)} images "
+          f"(one standard error about {r_se:.3f}: differences smaller than ~2 SE are noise); chance {r_chance:.3f}")
     print(pd.Series(real_results, name="held-out accuracy").round(3).to_string())
     assert max(real_results.values()) > 3 * r_chance
     if PROFILE != "smoke" and real_dataset == "orl":
