@@ -1,5 +1,12 @@
 """Metrics as pure functions that return small dataclasses."""
 
 from facekit.metrics.classification import ClassificationResult, classification_result, plot_confusion
+from facekit.metrics.verification import (FAR_TARGETS, IdentificationResult, KFoldResult, RocCurve, TarAtFar,
+                                          VerificationReport, auc, best_accuracy_threshold, cosine_scores, eer,
+                                          identification, kfold_accuracy, min_impostor_pairs, roc, tar_at_far,
+                                          verification_report)
 
-__all__ = ["ClassificationResult", "classification_result", "plot_confusion"]
+__all__ = ["ClassificationResult", "classification_result", "plot_confusion", "FAR_TARGETS",
+           "IdentificationResult", "KFoldResult", "RocCurve", "TarAtFar", "VerificationReport", "auc",
+           "best_accuracy_threshold", "cosine_scores", "eer", "identification", "kfold_accuracy",
+           "min_impostor_pairs", "roc", "tar_at_far", "verification_report"]

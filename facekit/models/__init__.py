@@ -16,6 +16,8 @@ from facekit.models.attention import (CBAM, AttentionPool2d, MultiHeadSelfAttent
                                       SqueezeExcitation, scaled_dot_product_attention)
 from facekit.models.cnn import ArticleCNN, ResidualBlock, SmallResNet
 from facekit.models.cnn_attention import AttentionResidualBlock, AttentionResNet
+from facekit.models.embedding import (EMBEDDINGS, IResNet, IResNetConfig, MobileFaceNet, MobileFaceNetConfig,
+                                      create_embedding)
 from facekit.models.flops import count_flops, flops_by_module
 from facekit.models.vit import VIT_PRESETS, VisionTransformer, ViTConfig, attention_rollout, cls_attention_map
 
@@ -42,4 +44,5 @@ def count_parameters(model: nn.Module, trainable_only: bool = True) -> int:
 __all__ = ["ArticleCNN", "SmallResNet", "ResidualBlock", "MODELS", "create", "count_parameters",
            "scaled_dot_product_attention", "MultiHeadSelfAttention", "SqueezeExcitation", "SpatialAttention",
            "CBAM", "AttentionPool2d", "AttentionResidualBlock", "AttentionResNet", "ViTConfig", "VIT_PRESETS",
-           "VisionTransformer", "attention_rollout", "cls_attention_map", "count_flops", "flops_by_module"]
+           "VisionTransformer", "attention_rollout", "cls_attention_map", "count_flops", "flops_by_module",
+           "EMBEDDINGS", "IResNet", "IResNetConfig", "MobileFaceNet", "MobileFaceNetConfig", "create_embedding"]
