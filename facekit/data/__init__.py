@@ -12,7 +12,9 @@ from facekit.data.folders import ImageFolderFaces
 from facekit.data.images import IMAGE_EXTENSIONS, ImageReadError, read_image
 from facekit.data.lfw import LFWPairs, Pair, PairsFile, lfw_people, read_pairs
 from facekit.data.orl import load_orl
+from facekit.data.pairs import Pairs, count_pairs, make_pairs
 from facekit.data.registry import DatasetNotFound, available_datasets, find_data_root, load_dataset
+from facekit.data.samplers import IdentityBatchSampler
 from facekit.data.scenes import SyntheticScenes
 from facekit.data.splits import TensorImages, split_per_identity
 from facekit.data.synthetic import Difficulty, Identity, Nuisance, SyntheticFaces, render_face, sample_identity
@@ -20,6 +22,7 @@ from facekit.data.synthetic import Difficulty, Identity, Nuisance, SyntheticFace
 __all__ = [
     "DlibFaceBoxes", "DownloadError", "download_lfw", "fetch", "ImageFolderFaces", "IMAGE_EXTENSIONS",
     "ImageReadError", "read_image", "LFWPairs", "Pair", "PairsFile", "lfw_people", "read_pairs", "load_orl",
+    "Pairs", "count_pairs", "make_pairs", "IdentityBatchSampler",
     "DatasetNotFound", "available_datasets", "find_data_root", "load_dataset", "SyntheticScenes",
     "TensorImages", "split_per_identity", "Difficulty", "Identity", "Nuisance", "SyntheticFaces",
     "render_face", "sample_identity",
