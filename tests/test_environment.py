@@ -16,7 +16,7 @@ def _normalise(req: str) -> str:
 
 def test_environment_yml_matches_pyproject():
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    pip_path = {_normalise(r) for r in project["dependencies"] + project["optional-dependencies"]["test"]}
+    pip_path = {_normalise(r) for r in project["dependencies"] + sum(project["optional-dependencies"].values(), [])}
     env = yaml.safe_load((ROOT / "environment.yml").read_text())
     pip_section = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict) and "pip" in d)
     conda_path = {_normalise(r) for r in pip_section}
