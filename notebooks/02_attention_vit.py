@@ -1,0 +1,1076 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     notebook_metadata_filter: kernelspec,jupytext,-jupytext.text_representation.jupytext_version
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # Chapter 2 — Attention and vision transformers for faces
+#
+# Section 3.2 of the first source article introduces self-attention in five steps: encode the input sequence
+# as vectors; pass the encodings through an MLP to get "attention scores"; normalise them with softmax into
+# attention weights; multiply the weights with the encodings to get the "attended information"; add that to the
+# original sequence to get an "attention-enhanced sequence". It then gives the formula
+#
+# $$\mathrm{Attention}(Q, K, V) = \mathrm{softmax}\!\left(\frac{QK^\top}{\sqrt{d_k}}\right)V .$$
+#
+# The formula is right; the five steps are loose in four places, which this chapter makes precise:
+#
+# - **The scores do not come from an MLP on each encoding.** In self-attention the score of token $i$ for
+#   token $j$ is a dot product $q_i \cdot k_j$ of a *query* of $i$ and a *key* of $j$, each a single linear map
+#   of the encodings ($Q = XW_Q$, $K = XW_K$). A score depends on *both* tokens, so every token gets its own
+#   distribution over the others. Scores from an MLP on one encoding at a time give one distribution shared by
+#   everybody: that is additive attention or *attention pooling*, which we meet in section 8.
+# - **The weights multiply the values $V = XW_V$, not the raw encodings.**
+# - **"Adding the attended information to the original sequence" is not part of the formula.** It is the
+#   *residual connection* of a transformer block, which also has a layer norm, an output projection and an MLP.
+# - **Why $\sqrt{d_k}$** is not explained: without it the softmax saturates and stops learning (section 2).
+#
+# Then we apply attention to faces: a vision transformer (ViT) cuts a face into patches and lets every patch
+# attend to every other. We compare it with chapter 1's CNNs under the same budget, measure what helps it on
+# small data, look at where it looks, and put attention inside a CNN.
+
+# %% tags=["parameters"]
+profile = "auto"  # smoke | cpu | gpu | auto (auto: $FACEKIT_PROFILE, else gpu if CUDA, else cpu)
+dataset = "synthetic"  # synthetic | orl | lfw | a path to an ImageFolder
+real_dataset = "orl"  # repeat the CNN-vs-ViT comparison on this real set when found; empty to skip
+data_root = ""  # folder with lfw/, att_faces/, dlib_faces/; empty: FACEKIT_DATA, ./data, ../shared/datasets
+seed = 0
+
+# %%
+import copy
+import math
+import time
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import seaborn as sns
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import facekit as fk
+from facekit.bench import inference_throughput, train_throughput
+from facekit.data import SyntheticFaces, TensorImages, available_datasets, load_dataset, split_per_identity
+from facekit.data.transforms import preprocess, train_transform
+from facekit.models import (ArticleCNN, AttentionResNet, MultiHeadSelfAttention, SmallResNet, VisionTransformer,
+                            attention_rollout, cls_attention_map, count_flops, count_parameters,
+                            scaled_dot_product_attention)
+from facekit.models.vit import Block
+from facekit.reports import record
+from facekit.train import Callback, evaluate, fit, resolve_device
+
+fk.viz.setup_notebook()
+T0 = time.perf_counter()
+
+
+@dataclass(frozen=True)
+class Sizes:
+    identities: int  # synthetic people
+    train_per_id: int  # training images per person: small on purpose, the regime where ViTs struggle
+    val_per_id: int  # validation images per person (learning curves)
+    test_per_id: int  # held-out test images per person
+    image_size: int  # side of the square input
+    patch_size: int  # ViT patch side; the smaller-patch remedy halves it
+    vit: str  # ViT preset (facekit.models.VIT_PRESETS)
+    epochs: int  # training budget of every model in the comparison
+    warmup_epochs: int  # linear learning-rate warm-up before the cosine decay
+    batch_size: int
+    probe_faces: int  # test faces whose attention maps are averaged in section 7
+    real_epochs: int  # budget on the real set (ORL: 280 training images)
+    lfw: bool  # also compare on LFW people with at least lfw_min_images images, when LFW is found
+    lfw_min_images: int
+
+
+PROFILE, S = fk.profiles.pick(
+    profile,
+    smoke=Sizes(identities=8, train_per_id=6, val_per_id=2, test_per_id=4, image_size=32, patch_size=8, vit="tiny",
+                epochs=2, warmup_epochs=1, batch_size=16, probe_faces=16, real_epochs=4, lfw=False,
+                lfw_min_images=40),
+    cpu=Sizes(identities=40, train_per_id=10, val_per_id=4, test_per_id=20, image_size=64, patch_size=8, vit="tiny",
+              epochs=20, warmup_epochs=2, batch_size=16, probe_faces=200, real_epochs=30, lfw=False,
+              lfw_min_images=20),
+    gpu=Sizes(identities=200, train_per_id=20, val_per_id=5, test_per_id=20, image_size=64, patch_size=8,
+              vit="vit_ti", epochs=100, warmup_epochs=5, batch_size=128, probe_faces=1000, real_epochs=100, lfw=True,
+              lfw_min_images=20),
+)
+DEVICE = resolve_device("auto")
+ROOT = data_root or None
+FOUND = available_datasets(ROOT)
+record("profile", PROFILE)
+print(f"profile={PROFILE}, device={DEVICE}, torch threads={torch.get_num_threads()}, "
+      f"real data found: {[k for k, v in FOUND.items() if v]}")
+
+# %% [markdown]
+# ## 1. Attention from the formula, on a tiny example
+#
+# Four tokens with four features each, $X \in \mathbb{R}^{4\times 4}$, and three weight matrices map them to
+# queries, keys and values of width $d_k = 3$. Each step of the formula, printed:
+
+# %%
+g = torch.Generator().manual_seed(seed)
+tokens = [f"t{i}" for i in range(4)]
+X = torch.randn(4, 4, generator=g).round(decimals=1)  # (T=4 tokens, 4 features)
+W_q, W_k, W_v = (torch.randn(4, 3, generator=g).round(decimals=1) for _ in range(3))  # (4, d_k=3)
+Q, K, V = X @ W_q, X @ W_k, X @ W_v  # (4, 3) each
+d_k = Q.shape[-1]
+scores = Q @ K.T  # (4, 4): scores[i, j] = q_i . k_j, how well query i matches key j
+scaled = scores / math.sqrt(d_k)
+weights = torch.exp(scaled - scaled.max(dim=1, keepdim=True).values)  # stable softmax over each row
+weights = weights / weights.sum(dim=1, keepdim=True)  # (4, 4), rows sum to 1
+output = weights @ V  # (4, 3): row i is a weighted mean of the value rows
+
+
+def show(name, t, rows=tokens, cols=None):
+    cols = cols or [f"{i}" for i in range(t.shape[1])]
+    print(f"{name}  {tuple(t.shape)}\n{pd.DataFrame(t.numpy(), index=rows, columns=cols).round(3).to_string()}\n")
+
+
+show("X", X, cols=[f"x{i}" for i in range(4)])
+show("Q = X W_q", Q, cols=["d0", "d1", "d2"])
+show("K = X W_k", K, cols=["d0", "d1", "d2"])
+show("scores = Q K^T", scores, cols=[f"k:{t}" for t in tokens])
+show(f"scores / sqrt(d_k) = scores / {math.sqrt(d_k):.3f}", scaled, cols=[f"k:{t}" for t in tokens])
+show("weights = softmax(row)", weights, cols=[f"k:{t}" for t in tokens])
+show("output = weights V", output, cols=["d0", "d1", "d2"])
+by_loop = sum(weights[0, j] * V[j] for j in range(4))  # token 0's output, one value row at a time
+print("output of t0 as an explicit weighted sum of value rows:", by_loop.numpy().round(3))
+
+torch.testing.assert_close(weights.sum(dim=1), torch.ones(4))
+torch.testing.assert_close(output[0], by_loop)
+torch.testing.assert_close(output, F.scaled_dot_product_attention(Q[None], K[None], V[None])[0])
+torch.testing.assert_close(output, scaled_dot_product_attention(Q, K, V))
+print("by hand == torch.nn.functional.scaled_dot_product_attention == facekit.models.scaled_dot_product_attention")
+
+# %% [markdown]
+# `torch.nn.MultiheadAttention` packs $W_Q, W_K, W_V$ into one `in_proj_weight` and adds an output projection
+# $W_O$. facekit's `MultiHeadSelfAttention` uses the same layout (one `qkv` linear layer), with two paths: the
+# fused kernel `F.scaled_dot_product_attention`, and the manual formula above, which can also return the
+# weights. With the weights copied over, all three agree to float32 tolerance (`torch.testing.assert_close`
+# defaults: rtol 1.3e-6, atol 1e-5):
+
+# %%
+torch.manual_seed(seed)
+mha = nn.MultiheadAttention(embed_dim=16, num_heads=4, batch_first=True).eval()
+ours = MultiHeadSelfAttention(dim=16, num_heads=4).copy_from_torch_mha(mha).eval()
+x = torch.randn(2, 7, 16)  # (B, T, C)
+with torch.no_grad():
+    ref, ref_w = mha(x, x, x, need_weights=True, average_attn_weights=False)  # (B, T, C), (B, nh, T, T)
+    fused = ours(x)
+    ours.store_attention = True  # the manual path, keeping the weights
+    manual = ours(x)
+torch.testing.assert_close(fused, ref)
+torch.testing.assert_close(manual, ref)
+torch.testing.assert_close(ours.last_attention, ref_w)
+print(f"nn.MultiheadAttention vs MultiHeadSelfAttention: max |diff| fused {(fused - ref).abs().max():.1e}, "
+      f"manual {(manual - ref).abs().max():.1e}; weights {(ours.last_attention - ref_w).abs().max():.1e}")
+
+# %% [markdown]
+# ## 2. Why divide by $\sqrt{d_k}$
+#
+# If the entries of $q$ and $k$ are independent with mean 0 and variance 1, $q \cdot k = \sum_{i=1}^{d_k} q_i k_i$
+# is a sum of $d_k$ terms of variance 1: its standard deviation is $\sqrt{d_k}$. Wider heads give larger scores,
+# the softmax of large scores puts almost all the weight on the largest one (it *saturates*), and the gradient
+# through a saturated softmax vanishes: its Jacobian $\partial w / \partial s = \mathrm{diag}(w) - w w^\top$ is
+# zero when $w$ is one-hot. Dividing by $\sqrt{d_k}$ gives scores of variance 1 whatever $d_k$.
+#
+# We check the Jacobian formula against autograd, then measure, for one query and 16 random keys, repeated
+# 1,000 times per width: the standard deviation of the scores, the mean largest weight, and the median norm of
+# the softmax Jacobian (how strongly the weights respond to a change of the scores):
+
+# %%
+s0 = torch.randn(5, generator=g)
+w0 = torch.softmax(s0, dim=0)
+torch.testing.assert_close(torch.autograd.functional.jacobian(lambda s: torch.softmax(s, dim=0), s0),
+                           torch.diag(w0) - torch.outer(w0, w0))
+
+N_QUERIES, N_KEYS = 1000, 16
+rows = []
+for d in (4, 16, 64, 256, 1024):
+    q = torch.randn(N_QUERIES, 1, d, generator=g)
+    k = torch.randn(N_QUERIES, N_KEYS, d, generator=g)
+    raw = (q @ k.transpose(1, 2))[:, 0]  # (N_QUERIES, N_KEYS) unscaled scores
+    row = {"d_k": d, "sqrt(d_k)": math.sqrt(d), "std of q.k": raw.std().item()}
+    for name, s in (("unscaled", raw), ("scaled", raw / math.sqrt(d))):
+        w = torch.softmax(s, dim=-1)
+        jac = torch.diag_embed(w) - w[:, :, None] * w[:, None, :]  # (N, 16, 16) d weights / d scores
+        row[f"max weight, {name}"] = w.amax(dim=-1).mean().item()
+        row[f"|dw/ds|, {name}"] = jac.flatten(1).norm(dim=1).median().item()  # the typical query
+    rows.append(row)
+saturation = pd.DataFrame(rows).set_index("d_k")
+print(saturation.round(3).to_string())
+print(f"(uniform weights would be 1/{N_KEYS} = {1 / N_KEYS:.3f})")
+
+fig, axes = plt.subplots(1, 2, figsize=(8, 2.6))
+for name, style in (("unscaled", "o-"), ("scaled", "s--")):
+    axes[0].plot(saturation.index, saturation[f"max weight, {name}"], style, label=name)
+    axes[1].plot(saturation.index, saturation[f"|dw/ds|, {name}"], style, label=name)
+axes[0].set(xscale="log", xlabel="$d_k$", ylabel="mean largest weight", ylim=(0, 1.05))
+axes[1].set(xscale="log", yscale="log", xlabel="$d_k$", ylabel="median Jacobian norm")
+axes[0].legend(fontsize=8)
+fig.tight_layout()
+plt.show()
+
+ratio = saturation["std of q.k"] / saturation["sqrt(d_k)"]
+assert ((ratio - 1).abs() < 0.05).all(), "the score std grows like sqrt(d_k)"
+assert saturation.loc[1024, "max weight, unscaled"] > 0.9, "unscaled scores saturate the softmax"
+assert saturation["max weight, scaled"].max() - saturation["max weight, scaled"].min() < 0.05, "scaled stay spread"
+assert saturation.loc[1024, "|dw/ds|, unscaled"] < 0.1 * saturation.loc[1024, "|dw/ds|, scaled"]
+print(f"at d_k=1024 the unscaled softmax gives {saturation.loc[1024, 'max weight, unscaled']:.3f} of the weight to "
+      f"one key and its gradient is {saturation.loc[1024, '|dw/ds|, scaled'] / saturation.loc[1024, '|dw/ds|, unscaled']:.0f}"
+      f"x smaller than with scaling; scaled, the largest weight stays near "
+      f"{saturation['max weight, scaled'].mean():.2f} for every width")
+
+# %% [markdown]
+# ## 3. Masking
+#
+# A mask removes keys from the softmax: their scores become $-\infty$, so their weights are exactly 0.
+#
+# - A **padding mask** lets sequences of different lengths share a batch: the padding tokens at the end of a
+#   short sequence must not be attended to. `nn.MultiheadAttention`'s `key_padding_mask` marks them with True.
+# - A **causal mask** lets token $i$ see only tokens $j \le i$, for models that generate a sequence left to right.
+#
+# A ViT on fixed-size images needs neither (every patch sees every patch), but both use the formula's mask term.
+
+# %%
+T = 5
+lengths = torch.tensor([5, 3])  # the second sequence has 2 padding tokens
+key_padding = torch.arange(T)[None, :] >= lengths[:, None]  # (B, T), True = padding
+attn = MultiHeadSelfAttention(dim=16, num_heads=4, store_attention=True).eval()
+x = torch.randn(2, T, 16)
+with torch.no_grad():
+    out_pad = attn(x, key_padding_mask=key_padding)
+    ref_pad = attn.to_torch_mha()(x, x, x, key_padding_mask=key_padding, need_weights=False)[0]
+w_pad = attn.last_attention  # (B, nh, T, T)
+torch.testing.assert_close(out_pad, ref_pad)
+assert (w_pad[1, :, :, 3:] == 0).all(), "padded keys get exactly zero weight"
+torch.testing.assert_close(w_pad.sum(-1), torch.ones(2, 4, T))
+
+q, k, v = torch.randn(3, 1, T, 8, generator=g)  # (1, T, 8) each
+out_causal, w_causal = scaled_dot_product_attention(q, k, v, is_causal=True, return_weights=True)
+torch.testing.assert_close(out_causal, F.scaled_dot_product_attention(q, k, v, is_causal=True))
+assert (w_causal[0].triu(diagonal=1) == 0).all(), "a token never attends to later tokens"
+
+fig, axes = plt.subplots(1, 3, figsize=(10, 2.8))
+labels_t = [f"t{i}" for i in range(T)]
+sns.heatmap((~key_padding).int(), annot=True, cbar=False, ax=axes[0], cmap="Greys", vmin=-0.5, vmax=1.5,
+            xticklabels=labels_t, yticklabels=["seq 1", "seq 2"])
+axes[0].set_title("key mask (1 = attend)", fontsize=9)
+sns.heatmap(w_pad[1, 0], annot=True, fmt=".2f", cbar=False, ax=axes[1], cmap="viridis", annot_kws={"size": 7},
+            xticklabels=labels_t, yticklabels=labels_t)
+axes[1].set_title("seq 2, head 0: padding masked", fontsize=9)
+sns.heatmap(w_causal[0], annot=True, fmt=".2f", cbar=False, ax=axes[2], cmap="viridis", annot_kws={"size": 7},
+            xticklabels=labels_t, yticklabels=labels_t)
+axes[2].set_title("causal mask", fontsize=9)
+for ax in axes[1:]:
+    ax.set(xlabel="key", ylabel="query")
+fig.tight_layout()
+plt.show()
+print("masked weights are exactly 0; facekit with key_padding_mask == nn.MultiheadAttention; causal == F.sdpa")
+
+# %% [markdown]
+# ## 4. Multi-head attention and the transformer block
+#
+# **Multi-head attention** splits the width $C$ into $h$ heads of $C/h$: each head computes its own scores and
+# weights on its slice of $Q, K, V$, so different heads can attend to different things; the head outputs are
+# concatenated and mixed by $W_O$. Written out with the package's pieces, and compared with the module:
+
+# %%
+B, T, C, nh = 2, 5, 12, 3
+mhsa = MultiHeadSelfAttention(dim=C, num_heads=nh).eval()
+x = torch.randn(B, T, C)
+with torch.no_grad():
+    q, k, v = mhsa.qkv(x).split(C, dim=-1)  # 3 x (B, T, C)
+    heads = lambda t: t.view(B, T, nh, C // nh).transpose(1, 2)  # (B, T, C) -> (B, nh, T, C/nh)
+    y_heads = scaled_dot_product_attention(heads(q), heads(k), heads(v))  # (B, nh, T, C/nh): one attention per head
+    y = y_heads.transpose(1, 2).reshape(B, T, C)  # concatenate the heads: (B, T, C)
+    by_hand = mhsa.proj(y)  # W_O mixes the heads
+    torch.testing.assert_close(by_hand, mhsa(x))
+print(pd.DataFrame([("x", tuple(x.shape)), ("q, k, v", tuple(q.shape)), ("per head", tuple(heads(q).shape)),
+                    ("heads' outputs", tuple(y_heads.shape)), ("concatenated", tuple(y.shape)),
+                    ("after W_O", tuple(by_hand.shape))], columns=["tensor", "shape"]).to_string(index=False))
+one_head = MultiHeadSelfAttention(dim=C, num_heads=1)
+assert count_parameters(one_head) == count_parameters(mhsa) == 4 * C * C + 4 * C
+print(f"heads cost no parameters: {nh} heads or 1 head of width {C}, both {count_parameters(mhsa)} = 4C^2 + 4C")
+
+# %% [markdown]
+# **The transformer block** wraps attention the way the article's step 5 hints at: the attention output is
+# *added* to its input (the residual connection, the article's "attention-enhanced sequence"), and so is the
+# output of a small MLP applied to each token. ViTs use the *pre-norm* form, with a LayerNorm before each branch
+# (the original transformer normalised after the addition):
+#
+# $$h = x + \mathrm{MSA}(\mathrm{LN}(x)), \qquad \mathrm{out} = h + \mathrm{MLP}(\mathrm{LN}(h)).$$
+#
+# LayerNorm standardises each token over its $C$ features, then scales and shifts them with learned
+# parameters. By hand, against facekit's `Block`:
+
+# %%
+torch.manual_seed(seed)
+block = Block(dim=C, num_heads=nh, mlp_ratio=4.0).eval()
+with torch.no_grad():
+    ln = (x - x.mean(-1, keepdim=True)) / torch.sqrt(x.var(-1, unbiased=False, keepdim=True) + block.ln1.eps)
+    ln = ln * block.ln1.weight + block.ln1.bias
+    torch.testing.assert_close(ln, block.ln1(x))
+    h = x + block.attn(block.ln1(x))  # the residual: the attention output is added to the input
+    out = h + block.mlp(block.ln2(h))  # (B, T, C): same shape in, same shape out
+    torch.testing.assert_close(out, block(x))
+assert out.shape == x.shape == (B, T, C)
+print(f"LayerNorm by hand == nn.LayerNorm (token means {ln.mean(-1).abs().max():.1e}, stds "
+      f"{ln.std(-1, unbiased=False).mean():.3f}); x + MSA(LN(x)) then + MLP(LN(.)) == Block(x), shape {tuple(out.shape)}")
+
+# %% [markdown]
+# Because each branch is *added*, a block can start as (nearly) the identity and learn a correction: the
+# ViT initialises its linear layers with standard deviation 0.02, so a fresh block changes its input by a few
+# percent only. The *residual stream* carries every token through the network; blocks read from it and write to it.
+
+# %%
+torch.manual_seed(seed)
+fresh = VisionTransformer(10, S.vit, image_size=S.image_size, patch_size=S.patch_size).eval()
+t_in = torch.randn(4, 1 + fresh.config.grid_size ** 2, fresh.config.dim)  # (B, 1 + N, dim)
+with torch.no_grad():
+    change = [((blk(t_in) - t_in).norm() / t_in.norm()).item() for blk in fresh.blocks]
+print("relative change ||block(x) - x|| / ||x|| of each fresh block:", np.round(change, 3))
+assert max(change) < 0.2
+
+# %% [markdown]
+# ## 5. A vision transformer for faces
+#
+# ### The data
+#
+# As in chapter 1: synthetic people by default (or `dataset`), a fixed number of images per person split
+# **per person** into train, validation and test, so every test face shows someone seen in training. The
+# training set is deliberately small, the regime of many face tasks and the one where transformers struggle.
+
+
+# %%
+class Split(NamedTuple):
+    """A closed-set experiment: the same people in train, val and test."""
+    train: TensorImages
+    val: TensorImages
+    test: TensorImages
+    num_classes: int
+    channels: int
+
+
+def load_closed_set(name: str, channels: int = 3, lfw_min_images: int = 20):
+    """All images of a closed set as (N, C, S, S) floats in [0, 1], labels, names and the source dataset."""
+    if name == "synthetic":
+        per_id = S.train_per_id + S.val_per_id + S.test_per_id
+        ds = SyntheticFaces(S.identities, per_id, S.image_size, seed=seed, channels=channels)
+        x, y = ds.tensors()
+        return x, y, ds.classes, ds
+    kwargs = {"min_images": lfw_min_images} if name == "lfw" else {}
+    ds = load_dataset(name, root=ROOT, channels=channels, **kwargs)
+    prep = preprocess(S.image_size, channels=channels, crop=0.5 if name == "lfw" else 0.9)
+    data = TensorImages.from_dataset(ds)
+    return torch.stack([prep(im) for im in data.images]), data.labels, ds.classes, ds
+
+
+def make_split(x, y, n_test, n_val):
+    tr, va, te = split_per_identity(y, n_test=n_test, n_val=n_val, seed=seed)
+    return Split(TensorImages(x[tr], y[tr]), TensorImages(x[va], y[va]), TensorImages(x[te], y[te]),
+                 int(y.max()) + 1, x.shape[1]), (tr, va, te)
+
+
+t_data = time.perf_counter()
+images, labels, class_names, source = load_closed_set(dataset)
+synthetic = dataset == "synthetic"
+data, (train_idx, val_idx, test_idx) = make_split(images, labels, S.test_per_id if synthetic else 0.2,
+                                                  S.val_per_id if synthetic else 0.1)
+CHANCE = 1 / data.num_classes
+N_TEST = len(data.test)
+print(f"{dataset}: {len(images)} images of {data.num_classes} people, {tuple(images.shape[1:])}; train "
+      f"{len(data.train)}, val {len(data.val)}, test {N_TEST}; chance {CHANCE:.3f} ({time.perf_counter() - t_data:.1f} s)")
+assert set(data.test.targets) <= set(data.train.targets)
+
+# %% [markdown]
+# ### Patches, tokens, class token, positions
+#
+# A ViT cuts the $S\times S$ image into $(S/P)^2$ non-overlapping $P\times P$ patches and maps each flattened
+# patch linearly to a token of width `dim` (the *patch embedding*; a $P\times P$ convolution with stride $P$
+# computes exactly that). Here is one face cut into its patches:
+
+# %%
+P = S.patch_size
+GRID = S.image_size // P
+face = data.test.images[0]  # (C, S, S)
+patches = face.unfold(1, P, P).unfold(2, P, P)  # (C, S/P, S/P, P, P)
+patches = patches.permute(1, 2, 0, 3, 4).reshape(GRID * GRID, face.shape[0], P, P)  # (N, C, P, P), row-major
+fig, axes = plt.subplots(1, 2, figsize=(6.5, 3), gridspec_kw={"width_ratios": [1, 1.15]})
+axes[0].imshow(face.permute(1, 2, 0).squeeze(-1), vmin=0, vmax=1)
+for i in range(1, GRID):
+    axes[0].axhline(i * P - 0.5, color="w", lw=0.6)
+    axes[0].axvline(i * P - 0.5, color="w", lw=0.6)
+axes[0].set_title(f"{S.image_size}x{S.image_size} face, {P}x{P} patches", fontsize=9)
+axes[0].set_axis_off()
+fk.viz.image_grid(patches, nrow=GRID, ax=axes[1], title=f"{GRID * GRID} tokens, row by row")
+axes[1].title.set_fontsize(9)
+plt.show()
+
+vit_probe = VisionTransformer(data.num_classes, S.vit, image_size=S.image_size, patch_size=P,
+                              in_channels=data.channels).eval()
+conv = vit_probe.patch_embed.proj  # Conv2d(C, dim, P, stride=P)
+with torch.no_grad():
+    flat = patches.flatten(1)  # (N, C*P*P), each patch as one vector
+    by_hand = flat @ conv.weight.flatten(1).T + conv.bias  # (N, dim): one linear map, shared by every patch
+    torch.testing.assert_close(by_hand, vit_probe.patch_embed(face[None])[0])
+print(f"patch embedding == flattened patches @ W^T + b: {tuple(flat.shape)} -> {tuple(by_hand.shape)}")
+
+# %% [markdown]
+# A learned **class token** is put in front of the patch tokens; after the last block its state is the image's
+# feature vector, fed to the linear classifier (`pool="cls"`). Attention ignores order (permuting the tokens
+# permutes the outputs), so a learned **position embedding** is added to each token. The shapes through the model:
+
+# %%
+batch = data.test.images[:8]
+with torch.no_grad():
+    t = vit_probe.patch_embed(batch)  # (B, N, dim)
+    t_cls = torch.cat([vit_probe.cls_token.expand(len(batch), -1, -1), t], dim=1)  # (B, 1 + N, dim)
+    t_pos = t_cls + vit_probe.pos_embed  # (B, 1 + N, dim)
+    for blk in vit_probe.blocks:
+        t_pos = blk(t_pos)
+    feats = vit_probe.norm(t_pos)[:, 0]  # (B, dim): the class token
+    logits = vit_probe.head(feats)  # (B, num_classes)
+    torch.testing.assert_close(logits, vit_probe(batch))
+print(pd.DataFrame([("images", tuple(batch.shape)), ("patch tokens", tuple(t.shape)),
+                    ("+ class token", tuple(t_cls.shape)), ("+ positions, after the blocks", tuple(t_pos.shape)),
+                    ("class token features", tuple(feats.shape)), ("logits", tuple(logits.shape))],
+                   columns=["step", "shape"]).to_string(index=False))
+parts = {"patch embedding": vit_probe.patch_embed, "blocks": vit_probe.blocks, "head": vit_probe.head}
+param_parts = {k: count_parameters(m) for k, m in parts.items()}
+param_parts["class token + positions"] = vit_probe.cls_token.numel() + vit_probe.pos_embed.numel()
+param_parts["final norm"] = count_parameters(vit_probe.norm)
+assert sum(param_parts.values()) == count_parameters(vit_probe)
+print("parameters by part:", param_parts)
+
+# %% [markdown]
+# facekit's ViT has the two attention paths of nanoGPT and timm: the fused kernel for speed and the manual
+# formula (which can return the weights). On a batch of faces they agree:
+
+# %%
+with torch.no_grad():
+    out_fused = vit_probe.set_fused(True)(batch)
+    out_manual = vit_probe.set_fused(False)(batch)
+    vit_probe.set_fused(True)
+torch.testing.assert_close(out_fused, out_manual, rtol=1e-5, atol=1e-5)
+print(f"fused vs manual ViT on {len(batch)} faces: max |diff| {(out_fused - out_manual).abs().max():.1e}")
+
+# %% [markdown]
+# ## 6. CNN vs ViT under the same budget
+#
+# Every model gets the same people, splits, seed (set before each model is built), epochs and recipe: AdamW,
+# learning rate $5\cdot 10^{-4}$ with a linear warm-up then a cosine decay, weight decay 0.05 (the DeiT recipe in
+# miniature), and small batches (16 at the cpu profile), because a transformer trained from scratch needs many
+# optimizer steps and a small training set gives few per epoch. For each model we measure parameters, FLOPs of one forward pass (`count_flops`, 2 per multiply-add),
+# held-out accuracy, training throughput (training images per second over `fit`'s epochs, validation pass
+# included) and inference throughput (test images per second, timed with `time.perf_counter` after a warm-up
+# batch, in eval mode). A callback keeps copies of each ViT's weights during training for section 7.
+
+# %%
+RECIPE = dict(lr=5e-4, weight_decay=0.05, optimizer="adamw", scheduler="cosine", warmup_epochs=S.warmup_epochs,
+              batch_size=S.batch_size, seed=seed, device=DEVICE, progress=False)
+AUGMENT = {c: train_transform(S.image_size, channels=c, strength="light") for c in (1, 3)}
+
+
+class Snapshots(Callback):
+    """Copies of the model's weights at the given epochs (0 = before training)."""
+
+    def __init__(self, epochs):
+        self.epochs, self.states = set(epochs), {}
+
+    def _keep(self, model, epoch):
+        if epoch in self.epochs:
+            self.states[epoch] = copy.deepcopy({k: v.detach().cpu() for k, v in model.state_dict().items()})
+
+    def on_fit_start(self, state):
+        self._keep(state.model, 0)
+
+    def on_epoch_end(self, state):
+        self._keep(state.model, state.epoch + 1)
+
+
+def vit_builder(**overrides):
+    return lambda k, c: VisionTransformer(k, S.vit, image_size=S.image_size, patch_size=P, in_channels=c,
+                                          **overrides)
+
+
+BUILDERS = {
+    "ArticleCNN": lambda k, c: ArticleCNN(k, c, image_size=S.image_size),
+    "SmallResNet": lambda k, c: SmallResNet(k, c),
+    "ViT": vit_builder(),
+}
+
+
+def run(name, build, split, *, augment=False, epochs=None, callbacks=(), run_seed=seed):
+    """Train one model with the shared recipe; return its measurements (and the model, its history and,
+    for a ViT with P x P patches, snapshots of its weights)."""
+    torch.manual_seed(run_seed)  # the same initial weights whatever ran before
+    net = build(split.num_classes, split.channels)
+    epochs = epochs or S.epochs
+    snapshots = Snapshots([0, 1, epochs // 4, epochs // 2, epochs])
+    if isinstance(net, VisionTransformer) and net.config.patch_size == P:
+        callbacks = [*callbacks, snapshots]
+    train = TensorImages(split.train.images, split.train.labels, AUGMENT[split.channels] if augment else None)
+    t0 = time.perf_counter()
+    hist = fit(net, train, split.val, epochs=epochs, callbacks=list(callbacks), **{**RECIPE, "seed": run_seed})
+    seconds = time.perf_counter() - t0
+    shape = (1, split.channels, S.image_size, S.image_size)
+    return {"model": name, "parameters (M)": count_parameters(net) / 1e6, "MFLOPs/image": count_flops(net, shape) / 1e6,
+            "train accuracy": evaluate(net, split.train, device=DEVICE)["accuracy"],
+            "held-out accuracy": evaluate(net, split.test, device=DEVICE)["accuracy"],
+            "train img/s": train_throughput(hist, len(train)),
+            "inference img/s": inference_throughput(net, split.test.images, device=DEVICE),
+            "epochs": len(hist.records), "seconds": seconds, "net": net, "history": hist, "snapshots": snapshots.states}
+
+
+def table(results):
+    return pd.DataFrame(results).drop(columns=["net", "history", "snapshots"]).set_index("model")
+
+
+main = {name: run(name, build, data) for name, build in BUILDERS.items()}
+main_table = table(main.values())
+print(f"{dataset}, {len(data.train)} training images ({len(data.train) // data.num_classes} per person), "
+      f"{S.epochs} epochs, test {N_TEST} images, chance {CHANCE:.3f}")
+print(main_table.round({"parameters (M)": 3, "MFLOPs/image": 1, "train accuracy": 3, "held-out accuracy": 3,
+                        "train img/s": 0, "inference img/s": 0, "seconds": 1}).to_string())
+cnn_acc, vit_acc = main["SmallResNet"]["held-out accuracy"], main["ViT"]["held-out accuracy"]
+record("article_cnn_heldout_accuracy", round(main["ArticleCNN"]["held-out accuracy"], 4))
+record("cnn_heldout_accuracy", round(cnn_acc, 4))
+record("vit_heldout_accuracy", round(vit_acc, 4))
+record("vit_train_images_per_s", round(main["ViT"]["train img/s"], 1))
+record("cnn_train_images_per_s", round(main["SmallResNet"]["train img/s"], 1))
+
+fig, axes = plt.subplots(1, 2, figsize=(9, 2.8))
+for r in main.values():
+    axes[0].plot(r["history"]["epoch"], r["history"]["train_loss"], label=r["model"])
+    axes[1].plot(r["history"]["epoch"], r["history"]["val_accuracy"], label=r["model"])
+axes[0].set(xlabel="epoch", ylabel="training loss", yscale="log")
+axes[1].set(xlabel="epoch", ylabel="validation accuracy")
+axes[1].axhline(CHANCE, color="k", ls=":", lw=1)
+axes[1].legend(fontsize=8)
+fig.tight_layout()
+plt.show()
+
+
+# %% [markdown]
+# How large a difference is noise? With $n$ test images, an accuracy $p$ has a standard error
+# $\sqrt{p(1-p)/n}$; we call a difference real when it exceeds two of them.
+
+
+# %%
+def standard_error(p, n=N_TEST):
+    return math.sqrt(max(p * (1 - p), 1e-12) / n)
+
+
+def compare(a, b, n=N_TEST):
+    """The difference a - b in accuracy and in standard errors, flagged when within noise (< 2 SE)."""
+    diff, se = a - b, standard_error((a + b) / 2, n)
+    return f"{diff:+.3f} ({diff / se:+.1f} SE{', within noise' if abs(diff) < 2 * se else ''})"
+
+
+def verdict(a, b, n=N_TEST):
+    """'better than', 'worse than' or 'level with' (within 2 standard errors)."""
+    diff, se = a - b, standard_error((a + b) / 2, n)
+    return "level with" if abs(diff) < 2 * se else ("better than" if diff > 0 else "worse than")
+
+
+vit_gap = cnn_acc - vit_acc
+print(f"the plain ViT ({vit_acc:.3f}) is {verdict(vit_acc, cnn_acc)} SmallResNet ({cnn_acc:.3f}), "
+      f"{compare(vit_acc, cnn_acc)}, "
+      f"with {main['ViT']['parameters (M)'] / main['SmallResNet']['parameters (M)']:.1f}x the parameters and "
+      f"{main['ViT']['MFLOPs/image'] / main['SmallResNet']['MFLOPs/image']:.2f}x the FLOPs. It fits its training set "
+      f"to {main['ViT']['train accuracy']:.3f} (CNN {main['SmallResNet']['train accuracy']:.3f}).")
+VIT_UNDERFITS = main["ViT"]["train accuracy"] < 0.9
+print("diagnosis: " + (
+    f"the ViT has not even fitted its training set ({main['ViT']['train accuracy']:.3f}): in this budget it "
+    "underfits, so what makes fitting easier (a convolutional stem, more steps) should matter more than "
+    "augmentation, which makes fitting harder" if VIT_UNDERFITS else
+    f"the ViT fits its training set ({main['ViT']['train accuracy']:.3f}) but generalises worse: it overfits, "
+    "so augmentation should help"))
+if PROFILE != "smoke" and synthetic:
+    assert vit_acc > 3 * CHANCE, "the ViT learns something"
+    assert cnn_acc > vit_acc + 2 * standard_error(cnn_acc), "on small data the CNN beats the plain ViT"
+
+# %% [markdown]
+# ### Why the transformer loses here, and what helps
+#
+# A convolution builds in two assumptions about images: nearby pixels belong together (locality) and a pattern
+# means the same thing wherever it appears (translation equivariance). A ViT has neither: its position
+# embeddings start random, and it must learn from the data which patches relate to which. With a few images per
+# person that is expensive. Four remedies, each switched on alone with everything else equal:
+#
+# - **augmentation** (chapter 1's light crops, flips, rotations, colour jitter): more distinct training images;
+# - **smaller patches** ($P/2$): four times as many tokens, finer detail, about five times the FLOPs;
+# - **a convolutional stem** (`conv_stem=True`): stride-2 3×3 convolutions instead of the one big patchify
+#   convolution, a little of the CNN's locality at the input (Xiao et al. 2021, *Early convolutions help
+#   transformers see better*);
+# - **longer training**: twice the epochs.
+
+# %%
+REMEDIES = {
+    "augmentation": dict(build=vit_builder(), augment=True),
+    f"patch {P // 2}": dict(build=lambda k, c: VisionTransformer(k, S.vit, image_size=S.image_size, patch_size=P // 2,
+                                                                 in_channels=c)),
+    "conv stem": dict(build=vit_builder(conv_stem=True)),
+    "2x epochs": dict(build=vit_builder(), epochs=2 * S.epochs),
+    "conv stem + augmentation": dict(build=vit_builder(conv_stem=True), augment=True),
+}
+remedy_runs = {name: run(f"ViT + {name}", **opts, split=data) for name, opts in REMEDIES.items()}
+remedies = table([main["ViT"], *remedy_runs.values()])
+remedies["vs plain ViT"] = [""] + [compare(r["held-out accuracy"], vit_acc) for r in remedy_runs.values()]
+remedies["vs SmallResNet"] = [compare(a, cnn_acc) for a in remedies["held-out accuracy"]]
+show_cols = ["parameters (M)", "MFLOPs/image", "held-out accuracy", "train accuracy", "train img/s", "epochs",
+             "seconds", "vs plain ViT", "vs SmallResNet"]
+print(remedies[show_cols].round(3).to_string())
+for name, r in remedy_runs.items():
+    record(f"vit_remedy_heldout_accuracy[{name}]", round(r["held-out accuracy"], 4))
+
+fig, ax = plt.subplots(figsize=(8, 2.8))
+bars = pd.concat([main_table, table(remedy_runs.values())])["held-out accuracy"]
+ax.bar(bars.index, bars.values, yerr=[2 * standard_error(p) for p in bars.values], capsize=3,
+       color=["tab:blue"] * 2 + ["tab:orange"] * (len(bars) - 2))
+ax.axhline(CHANCE, color="k", ls=":", lw=1)
+ax.set(ylabel="held-out accuracy", title="CNNs (blue) and ViTs (orange), error bars: 2 standard errors")
+ax.tick_params(axis="x", labelsize=8)
+plt.setp(ax.get_xticklabels(), rotation=25, ha="right")
+plt.show()
+
+# %%
+best_remedy = max(remedy_runs, key=lambda n: remedy_runs[n]["held-out accuracy"])
+best_vit = remedy_runs[best_remedy]["held-out accuracy"]
+helped = [n for n, r in remedy_runs.items() if r["held-out accuracy"] > vit_acc + 2 * standard_error(vit_acc)]
+record("vit_best_remedy", best_remedy)
+print(f"remedies that beat the plain ViT ({vit_acc:.3f}) by more than 2 SE: {', '.join(helped) or 'none'}")
+print(f"the best, {best_remedy}, reaches {best_vit:.3f}: {verdict(best_vit, cnn_acc)} SmallResNet "
+      f"({cnn_acc:.3f}), {compare(best_vit, cnn_acc)}, at {remedy_runs[best_remedy]['MFLOPs/image'] / main['SmallResNet']['MFLOPs/image']:.2f}x "
+      f"its FLOPs and {remedy_runs[best_remedy]['train img/s'] / main['SmallResNet']['train img/s']:.2f}x its "
+      "training speed")
+aug_delta = remedy_runs["augmentation"]["held-out accuracy"] - vit_acc
+print(f"augmentation changes the ViT by {compare(remedy_runs['augmentation']['held-out accuracy'], vit_acc)}; "
+      f"its training accuracy goes {main['ViT']['train accuracy']:.3f} -> "
+      f"{remedy_runs['augmentation']['train accuracy']:.3f}"
+      + (" (consistent with the diagnosis: it does not help a model that underfits)"
+         if VIT_UNDERFITS and aug_delta < 2 * standard_error(vit_acc) else ""))
+small_p = remedy_runs[f"patch {P // 2}"]
+print(f"patch {P // 2} costs {small_p['MFLOPs/image'] / main['ViT']['MFLOPs/image']:.1f}x the FLOPs of patch {P} "
+      f"and changes accuracy by {small_p['held-out accuracy'] - vit_acc:+.3f}")
+if PROFILE != "smoke" and synthetic:
+    assert best_vit > vit_acc + 0.05, "at least one remedy improves the ViT clearly"
+    assert remedy_runs["conv stem"]["held-out accuracy"] > vit_acc + 2 * standard_error(vit_acc)
+
+# %% [markdown]
+# ### On real faces
+#
+# The same comparison on a real closed set when it is on disk: ORL (40 people, 10 grey 92×112 images each;
+# a centre crop, 64×64, 70/10/20% per person) and, at the gpu profile, LFW people with enough images. ORL
+# has 7 training images per person: smaller data still.
+
+# %%
+real_sets = [real_dataset] if real_dataset else []
+if S.lfw and "lfw" not in real_sets:
+    real_sets.append("lfw")
+real_results = {}
+for name in real_sets:
+    if not FOUND.get(name) or name == dataset:
+        print(f"{name}: not run ({'not found; set FACEKIT_DATA' if not FOUND.get(name) else 'it is the main dataset'})")
+        continue
+    channels = 1 if name == "orl" else 3
+    r_x, r_y, r_names, _ = load_closed_set(name, channels=channels, lfw_min_images=S.lfw_min_images)
+    r_data, _ = make_split(r_x, r_y, 0.2, 0.1)
+    builds = {"SmallResNet": BUILDERS["SmallResNet"], "ViT": BUILDERS["ViT"],
+              "ViT + conv stem + augmentation": vit_builder(conv_stem=True)}
+    rows = [run(m, b, r_data, augment="augmentation" in m, epochs=S.real_epochs) for m, b in builds.items()]
+    real_results[name] = table(rows)
+    print(f"{name}: {len(r_x)} images of {r_data.num_classes} people; train {len(r_data.train)}, test "
+          f"{len(r_data.test)}; chance {1 / r_data.num_classes:.3f}; {S.real_epochs} epochs")
+    print(real_results[name][["parameters (M)", "MFLOPs/image", "held-out accuracy", "train accuracy",
+                              "train img/s", "inference img/s"]].round(3).to_string())
+    for m, acc in real_results[name]["held-out accuracy"].items():
+        record(f"{name}_heldout_accuracy[{m}]", round(acc, 4))
+    acc = real_results[name]["held-out accuracy"]
+    n_r = len(r_data.test)
+    print(f"on {name} the plain ViT is {verdict(acc['ViT'], acc['SmallResNet'], n_r)} SmallResNet, "
+          f"{compare(acc['ViT'], acc['SmallResNet'], n_r)}; with a conv stem and augmentation "
+          f"{compare(acc['ViT + conv stem + augmentation'], acc['SmallResNet'], n_r)} ({n_r} test images)")
+    if PROFILE != "smoke":
+        assert acc.max() > 3 / r_data.num_classes
+        if name == "orl":
+            assert acc["SmallResNet"] > 0.8, "ORL is an easy closed set for a small CNN"
+            assert acc["SmallResNet"] > acc["ViT"] + 2 * standard_error(acc["SmallResNet"], n_r)
+
+# %% [markdown]
+# ## 7. Where the model looks
+#
+# ### Position embeddings
+#
+# Nothing told the ViT that patch 9 lies next to patch 10; if it learned the image's geometry, the position
+# embeddings of neighbouring patches should have become similar. Each small square below is one patch position;
+# its pixels show the cosine similarity of that position's embedding with every other position's:
+
+# %%
+candidates = {"ViT": main["ViT"], **{f"ViT + {n}": r for n, r in remedy_runs.items() if r["snapshots"]}}
+analysed = max(candidates, key=lambda n: candidates[n]["history"].last("val_accuracy"))  # chosen on validation
+vit = candidates[analysed]["net"].eval()
+vit_snaps = candidates[analysed]["snapshots"]
+record("attention_maps_model", analysed)
+print(f"we look inside {analysed!r}, the ViT with {P}x{P} patches of best final validation accuracy "
+      f"({candidates[analysed]['history'].last('val_accuracy'):.3f}; held-out "
+      f"{candidates[analysed]['held-out accuracy']:.3f})")
+
+
+def position_similarity(model):
+    pos = F.normalize(model.pos_embed[0, 1:].detach(), dim=-1)  # (N, dim), the class token left out
+    return pos @ pos.T  # (N, N) cosine similarities
+
+
+def neighbour_vs_far(sim):
+    rr, cc = torch.meshgrid(torch.arange(GRID), torch.arange(GRID), indexing="ij")
+    r, c = rr.flatten(), cc.flatten()
+    dist = (r[:, None] - r[None]).abs() + (c[:, None] - c[None]).abs()  # (N, N) city-block distance in patches
+    return sim[dist == 1].mean().item(), sim[dist >= GRID // 2].mean().item()
+
+
+sim = position_similarity(vit)
+tiles = sim.reshape(GRID, GRID, GRID, GRID)  # (row, col) of the position, then its similarity map
+canvas = torch.full((GRID * (GRID + 1), GRID * (GRID + 1)), float("nan"))
+for r in range(GRID):
+    for c in range(GRID):
+        canvas[r * (GRID + 1):r * (GRID + 1) + GRID, c * (GRID + 1):c * (GRID + 1) + GRID] = tiles[r, c]
+untrained_pos = neighbour_vs_far(position_similarity(VisionTransformer(data.num_classes, S.vit, image_size=S.image_size,
+                                                                       patch_size=P, in_channels=data.channels)))
+near, far = neighbour_vs_far(sim)
+fig, ax = plt.subplots(figsize=(4.2, 4.2))
+im = ax.imshow(canvas, cmap="viridis", vmin=-1, vmax=1)
+ax.set_axis_off()
+ax.set_title("position embedding similarity", fontsize=9)
+fig.colorbar(im, ax=ax, shrink=0.7)
+plt.show()
+record("pos_embed_neighbour_minus_far_similarity", round(near - far, 4))
+print(f"mean cosine similarity of neighbouring positions {near:.3f}, of positions {GRID // 2}+ patches apart "
+      f"{far:.3f} (untrained: {untrained_pos[0]:.3f} and {untrained_pos[1]:.3f}): the trained model "
+      + ("has learned that neighbours belong together" if near - far > 0.05 else "shows little spatial structure"))
+if PROFILE != "smoke":
+    assert near - far > 0.05, "learned position embeddings of neighbouring patches are more alike than distant ones"
+
+# %% [markdown]
+# ### Attention maps and attention rollout
+#
+# The class token's attention weights in the last block say which patches it reads from, but only one
+# layer's worth: earlier blocks have already mixed information between patches. **Attention rollout**
+# (Abnar & Zuidema 2020) follows the flow through all layers: average each layer's weights over heads, add the
+# identity for the residual connection, renormalise, and multiply the layers' matrices. Row 0 of the product says
+# how much of each input patch reaches the class token. `attention_maps` returns the weights of every block
+# (through the manual path), `attention_rollout` multiplies them, `cls_attention_map` turns row 0 into an image.
+# First we check, on the trained model, that its two attention paths still agree and that rollout matches the
+# recipe written out:
+
+# %%
+probe = torch.linspace(0, N_TEST - 1, min(S.probe_faces, N_TEST)).long()  # spread over the people
+probe_x = data.test.images[probe]
+with torch.no_grad():
+    torch.testing.assert_close(vit.set_fused(False)(probe_x[:16]), vit.set_fused(True)(probe_x[:16]),
+                               rtol=1e-5, atol=1e-5)
+    maps = vit.attention_maps(probe_x)  # depth x (B, nh, 1 + N, 1 + N)
+rollout = torch.eye(maps[0].shape[-1])
+for a in maps:
+    a = a.mean(dim=1) + torch.eye(a.shape[-1])  # heads averaged, plus the residual
+    rollout = (a / a.sum(-1, keepdim=True)) @ rollout
+torch.testing.assert_close(rollout, attention_rollout(maps))
+last_maps = cls_attention_map(maps[-1], (GRID, GRID), size=(S.image_size, S.image_size))  # (B, S, S) in [0, 1]
+roll_maps = cls_attention_map(maps, (GRID, GRID), size=(S.image_size, S.image_size))
+
+
+def to_hwc(img):
+    return img.permute(1, 2, 0).squeeze(-1).numpy()
+
+
+def overlay(ax, img, heat, title=None):
+    ax.imshow(to_hwc(img), vmin=0, vmax=1)
+    ax.imshow(heat, cmap="jet", alpha=0.45, vmin=0, vmax=1)
+    ax.set_axis_off()
+    if title:
+        ax.set_title(title, fontsize=8)
+
+
+probe_labels = data.test.labels[probe]
+shown = [int((probe_labels == k).nonzero()[0]) for k in probe_labels.unique()[:6]]  # one face of each of 6 people
+n_show = len(shown)
+fig, axes = plt.subplots(3, n_show, figsize=(1.5 * n_show, 4.8), squeeze=False)
+for j, i in enumerate(shown):
+    axes[0, j].imshow(to_hwc(probe_x[i]), vmin=0, vmax=1)
+    axes[0, j].set_axis_off()
+    overlay(axes[1, j], probe_x[i], last_maps[i])
+    overlay(axes[2, j], probe_x[i], roll_maps[i])
+for i, name in enumerate(["face", "last block", "rollout"]):
+    axes[i, 0].text(-0.1, 0.5, name, transform=axes[i, 0].transAxes, rotation=90, va="center", ha="right", fontsize=9)
+fig.tight_layout()
+plt.show()
+
+# %% [markdown]
+# ### Which regions carry the weight
+#
+# The synthetic generator knows where each face's eyes, nose tip and mouth corners are (`SyntheticFaces.render`
+# returns five landmarks) and its face box (forehead to chin). We measure the share of the class token's rollout that falls in discs around them,
+# and compare it with the share of the image those discs cover: an **enrichment** above 1 means the model reads
+# from there more than from a random spot. We add the region above the eyes up to a little above the face box
+# (forehead and hair: each synthetic person has a hair style and colour of their own). The regions overlap; the
+# rows are not a partition. The map of a patch spreads its weight evenly over its $P\times P$
+# pixels, so the shares are exact sums. (With a convolutional stem a token also sees a few pixels beyond its
+# patch, so there the patch-to-pixel mapping is approximate.)
+
+# %%
+REGIONS = {"eyes": [0, 1], "nose": [2], "mouth": [3, 4]}
+LANDMARK_RADIUS = 0.1  # disc radius, a fraction of the image side
+HAIR_MARGIN = 0.25  # the forehead-and-hair region reaches this fraction of the box height above the box
+
+
+def region_masks(landmarks, boxes, size, radius=LANDMARK_RADIUS):
+    """(B, 5, 2) landmarks and (B, 4) boxes in pixels -> {region: (B, size, size) bool}."""
+    centre = torch.arange(size) + 0.5  # pixel centres
+    yy, xx = torch.meshgrid(centre, centre, indexing="ij")
+    d2 = (xx - landmarks[..., 0, None, None]) ** 2 + (yy - landmarks[..., 1, None, None]) ** 2  # (B, 5, S, S)
+    discs = d2 <= (radius * size) ** 2
+    masks = {name: discs[:, idx].any(dim=1) for name, idx in REGIONS.items()}
+    masks["all five landmarks"] = discs.any(dim=1)
+    x0, y0, x1, y1 = (boxes[:, i, None, None] for i in range(4))
+    eye_y = landmarks[:, :2, 1].mean(dim=1)[:, None, None] - radius * size  # above the eye discs
+    masks["forehead and hair"] = (xx >= x0) & (xx <= x1) & (yy >= y0 - HAIR_MARGIN * (y1 - y0)) & (yy < eye_y)
+    masks["inside the face box"] = (xx >= x0) & (xx <= x1) & (yy >= y0) & (yy <= y1)
+    masks["outside the face box"] = ~masks["inside the face box"]
+    return masks
+
+
+def pixel_mass(model, x):
+    """The class token's rollout over the patches as a (B, S, S) map that sums to 1 per image."""
+    model.eval()
+    m = cls_attention_map(model.attention_maps(x), (GRID, GRID), normalize=False)  # (B, GRID, GRID)
+    m = m / m.sum(dim=(1, 2), keepdim=True)
+    return m.repeat_interleave(P, dim=1).repeat_interleave(P, dim=2) / P**2  # (B, S, S)
+
+
+def cls_entropy(model, x):
+    """Mean entropy (nats) of the class token's attention over all tokens in the last block, per head."""
+    w = model.eval().attention_maps(x)[-1][:, :, 0]  # (B, nh, 1 + N)
+    return -(w * w.clamp_min(1e-12).log()).sum(-1).mean().item()
+
+
+def enrichment_table(mass, masks):
+    rows = {}
+    for name, mask in masks.items():
+        share, area = (mass * mask).sum(dim=(1, 2)).mean().item(), mask.float().mean().item()
+        rows[name] = {"share of the map": share, "share of the image": area, "enrichment": share / area}
+    return pd.DataFrame(rows).T
+
+
+LANDMARKS = None
+if synthetic:
+    rendered = [source.render(test_idx[i]) for i in probe.tolist()]
+    LANDMARKS = torch.from_numpy(np.stack([r[1] for r in rendered]))  # (B, 5, 2) x, y pixels
+    BOXES = torch.from_numpy(np.stack([r[2] for r in rendered]))  # (B, 4) x1, y1, x2, y2
+    masks = region_masks(LANDMARKS, BOXES, S.image_size)
+    untrained = copy.deepcopy(vit)
+    untrained.load_state_dict(vit_snaps[0])  # the analysed ViT's own initial weights
+    with torch.no_grad():
+        mass_trained, mass_untrained = pixel_mass(vit, probe_x), pixel_mass(untrained, probe_x)
+        mass_plain = pixel_mass(main["ViT"]["net"], probe_x)
+    regions = pd.concat({"trained": enrichment_table(mass_trained, masks),
+                         "untrained": enrichment_table(mass_untrained, masks),
+                         "plain ViT, trained": enrichment_table(mass_plain, masks)}, axis=1)
+    print(f"class-token rollout of {analysed!r} over {len(probe)} test faces, discs of radius "
+          f"{LANDMARK_RADIUS * S.image_size:.1f} px")
+    print(regions.round(3).to_string())
+    enrichment = regions.loc["all five landmarks", ("trained", "enrichment")]
+    record("rollout_landmark_enrichment", round(enrichment, 3))
+    top = regions[("trained", "enrichment")].loc[[*REGIONS, "forehead and hair"]].idxmax()
+    plain_enrichment = regions.loc["all five landmarks", ("plain ViT, trained", "enrichment")]
+    record("rollout_landmark_enrichment_plain_vit", round(plain_enrichment, 3))
+    print(f"trained: the five landmark discs get {enrichment:.2f}x their share of the image "
+          f"(untrained {regions.loc['all five landmarks', ('untrained', 'enrichment')]:.2f}x); the most enriched "
+          f"region is {top} ({regions.loc[top, ('trained', 'enrichment')]:.2f}x); outside the face box gets "
+          f"{regions.loc['outside the face box', ('trained', 'enrichment')]:.2f}x its area. The plain ViT "
+          f"(held-out {vit_acc:.3f}) gives the landmarks {plain_enrichment:.2f}x.")
+    if PROFILE != "smoke":
+        assert enrichment > 1.0, "the trained ViT reads more from eyes, nose and mouth than from a random spot"
+else:
+    print(f"dataset={dataset!r} has no landmarks: the region measurement runs on synthetic faces only")
+
+# %% [markdown]
+# ### The average map, and how it changes with training
+#
+# Averaged over many test faces (the faces move a little from image to image, so the average is blurred),
+# with the mean landmark positions marked. The snapshots kept during training show how the class token's
+# attention moves from the uniform spread of the initial weights to the regions it learned to use; the entropy of
+# the last block's class-token attention (uniform over $1 + N$ tokens: $\log(1+N)$ nats) measures how
+# concentrated it is.
+
+# %%
+snap_epochs = sorted(vit_snaps)
+evolution, avg_maps = [], {}
+snap_model = copy.deepcopy(vit)
+for ep in snap_epochs:
+    snap_model.load_state_dict(vit_snaps[ep])
+    with torch.no_grad():
+        mass = pixel_mass(snap_model, probe_x)
+        avg_maps[ep] = cls_attention_map(attention_rollout(snap_model.attention_maps(probe_x)), (GRID, GRID),
+                                         size=(S.image_size, S.image_size), normalize=False).mean(0)
+        row = {"epoch": ep, "entropy (nats)": cls_entropy(snap_model, probe_x)}
+    if LANDMARKS is not None:
+        row["landmark enrichment"] = enrichment_table(mass, masks).loc["all five landmarks", "enrichment"]
+    row["val accuracy"] = candidates[analysed]["history"]["val_accuracy"][ep - 1] if ep > 0 else float("nan")
+    evolution.append(row)
+evolution = pd.DataFrame(evolution).set_index("epoch")
+print(f"uniform attention over {GRID * GRID + 1} tokens: {math.log(GRID * GRID + 1):.3f} nats")
+print(evolution.round(3).to_string())
+
+mean_face = probe_x.mean(0)
+rel = {ep: m / m.mean() for ep, m in avg_maps.items()}  # 1 = the uniform share, on one scale for every epoch
+lo, hi = min(m.min().item() for m in rel.values()), max(m.max().item() for m in rel.values())
+fig, axes = plt.subplots(1, len(snap_epochs) + 1, figsize=(1.8 * (len(snap_epochs) + 1), 2.3))
+axes[0].imshow(to_hwc(mean_face), vmin=0, vmax=1)
+axes[0].set_title("mean face", fontsize=8)
+axes[0].set_axis_off()
+for ax, ep in zip(axes[1:], snap_epochs):
+    overlay(ax, mean_face, ((rel[ep] - lo) / max(hi - lo, 1e-12)).numpy(), f"epoch {ep}")
+for ax in axes if LANDMARKS is not None else []:
+    ax.scatter(*LANDMARKS.mean(0).T.numpy(), s=12, c="w", edgecolors="k", linewidths=0.5)
+fig.suptitle(f"mean class-token rollout, one colour scale: {lo:.2f}x (blue) to {hi:.2f}x (red) the uniform share",
+             fontsize=8)
+fig.tight_layout()
+plt.show()
+
+entropy_drop = evolution["entropy (nats)"].iloc[0] - evolution["entropy (nats)"].iloc[-1]
+record("cls_attention_entropy_drop", round(entropy_drop, 3))
+print(f"training lowers the class token's attention entropy by {entropy_drop:.3f} nats "
+      f"({evolution['entropy (nats)'].iloc[0]:.3f} -> {evolution['entropy (nats)'].iloc[-1]:.3f})")
+if PROFILE != "smoke":
+    assert entropy_drop > 0, "trained attention is more concentrated than the initial, near-uniform one"
+
+# %% [markdown]
+# Two cautions. Attention maps show where information is *read from*, not what the decision *depends on*: a
+# patch can get weight and be ignored by the MLPs after it (occluding the region and measuring the change of the
+# prediction answers that question). And rollout's averaging over heads and the added identity smooth the maps by construction.
+#
+# ## 8. Attention inside a CNN
+#
+# Attention is not only for transformers. Two small modules bring it into chapter 1's `SmallResNet`
+# (`facekit.models.AttentionResNet`):
+#
+# - **squeeze-and-excitation** (SE, Hu et al. 2018) in every residual block: average-pool each channel to one
+#   number, pass the $C$ numbers through a small MLP and a sigmoid, and rescale the channels with the result.
+#   The weights depend on the whole image: channel attention.
+# - **attention pooling** instead of global average pooling: a learned query scores every position of the
+#   last feature map, a softmax turns the scores into weights, and the features are their weighted mean. This is
+#   close to the article's five-step description: scores from the encodings, softmax, weighted sum.
+#
+# Same data, recipe and budget as `SmallResNet` in section 6:
+
+# %%
+CNN_ATTENTION = {
+    "SE-ResNet": lambda k, c: AttentionResNet(k, c, attention="se"),
+    "ResNet + attention pooling": lambda k, c: AttentionResNet(k, c, attention="none", pool="attention",
+                                                               image_size=S.image_size),
+}
+cnn_att = {name: run(name, build, data) for name, build in CNN_ATTENTION.items()}
+bridge = table([main["SmallResNet"], *cnn_att.values()])
+bridge["vs SmallResNet"] = [""] + [compare(r["held-out accuracy"], cnn_acc) for r in cnn_att.values()]
+print(bridge[["parameters (M)", "MFLOPs/image", "held-out accuracy", "train img/s", "inference img/s",
+              "vs SmallResNet"]].round(3).to_string())
+se_acc = cnn_att["SE-ResNet"]["held-out accuracy"]
+record("se_resnet_heldout_accuracy", round(se_acc, 4))
+record("attention_pool_resnet_heldout_accuracy", round(cnn_att["ResNet + attention pooling"]["held-out accuracy"], 4))
+se_diff, se_noise = se_acc - cnn_acc, standard_error((se_acc + cnn_acc) / 2)
+extra = cnn_att["SE-ResNet"]["parameters (M)"] / main["SmallResNet"]["parameters (M)"] - 1
+print(f"SE adds {extra:.1%} parameters; SE-ResNet is {verdict(se_acc, cnn_acc)} SmallResNet, {compare(se_acc, cnn_acc)}, "
+      f"with SE = sqrt(p(1-p)/n) = {se_noise:.3f} for n = {N_TEST} test images; its training runs at "
+      f"{cnn_att['SE-ResNet']['train img/s'] / main['SmallResNet']['train img/s']:.2f}x the speed of SmallResNet "
+      "(the squeeze and the sigmoid cost few FLOPs, but not nothing in time)")
+
+# %% [markdown]
+# The standard error above covers the luck of *which test images* were drawn, not the luck of *training*: another
+# seed gives other initial weights and another batch order. One more run of the same SmallResNet with the next
+# seed gives a yardstick for that second kind of noise:
+
+# %%
+reseeded = run("SmallResNet, seed + 1", BUILDERS["SmallResNet"], data, run_seed=seed + 1)
+seed_shift = abs(reseeded["held-out accuracy"] - cnn_acc)
+record("small_resnet_seed_shift", round(seed_shift, 4))
+noise = max(2 * se_noise, seed_shift)
+print(f"SmallResNet: seed {seed} {cnn_acc:.3f}, seed {seed + 1} {reseeded['held-out accuracy']:.3f}: a change of "
+      f"{seed_shift:.3f} from the seed alone ({seed_shift / se_noise:.1f} test-set SE)")
+for name, r in cnn_att.items():
+    d = r["held-out accuracy"] - cnn_acc
+    print(f"{name}: {d:+.3f} vs SmallResNet, "
+          + ("larger than both 2 test-set SE and the seed-to-seed change: a real effect at this size"
+             if abs(d) > noise else "not larger than 2 test-set SE or the seed-to-seed change: not established by one run"))
+
+
+# %% [markdown]
+# Where does the attention pool look? Its query's weights over the last feature map, averaged over the probe
+# faces:
+
+# %%
+pool_net = cnn_att["ResNet + attention pooling"]["net"].eval()
+pool_net.pool.store_attention = True
+with torch.no_grad():
+    pool_net(probe_x)
+pool_w = pool_net.pool.last_attention.mean(dim=1)  # (B, h, w), heads averaged
+pool_net.pool.store_attention = False
+pool_map = F.interpolate(pool_w.mean(0)[None, None], size=(S.image_size, S.image_size), mode="bilinear")[0, 0]
+fig, axes = plt.subplots(1, 2, figsize=(4, 2.2))
+axes[0].imshow(to_hwc(mean_face), vmin=0, vmax=1)
+axes[0].set_axis_off()
+axes[0].set_title("mean face", fontsize=8)
+overlay(axes[1], mean_face, ((pool_map - pool_map.min()) / (pool_map.max() - pool_map.min()).clamp_min(1e-12)).numpy(),
+        f"attention pool ({pool_w.shape[-1]}x{pool_w.shape[-2]})")
+plt.show()
+torch.testing.assert_close(pool_w.sum(dim=(1, 2)), torch.ones(len(probe_x)))
+print(f"pool weights: max {pool_w.amax(dim=(1, 2)).mean():.3f} per face on average vs uniform "
+      f"{1 / pool_w[0].numel():.3f}")
+
+# %% [markdown]
+# ## 9. Summary
+#
+# - Attention written from the formula matches `F.scaled_dot_product_attention`, `nn.MultiheadAttention` and
+#   facekit's modules to float32 tolerance; masks give exactly zero weight; the $\sqrt{d_k}$ scaling keeps the
+#   softmax out of saturation.
+# - The article's "attention-enhanced sequence" is the residual connection of a transformer block.
+# - On faces, under the same budget, from this run:
+
+# %%
+summary = {
+    "data": f"{dataset}, {len(data.train)} training images of {data.num_classes} people, {N_TEST} test",
+    "SmallResNet": f"{cnn_acc:.3f} ({main['SmallResNet']['parameters (M)']:.2f} M params, "
+                   f"{main['SmallResNet']['MFLOPs/image']:.0f} MFLOPs)",
+    "ArticleCNN": f"{main['ArticleCNN']['held-out accuracy']:.3f}",
+    "plain ViT": f"{vit_acc:.3f} ({main['ViT']['parameters (M)']:.2f} M params, "
+                 f"{main['ViT']['MFLOPs/image']:.0f} MFLOPs): {verdict(vit_acc, cnn_acc)} SmallResNet, "
+                 f"{compare(vit_acc, cnn_acc)}",
+    "ViT remedies": "; ".join(f"{n} {r['held-out accuracy']:.3f}" for n, r in remedy_runs.items()),
+    "best ViT": f"{best_remedy}, {best_vit:.3f}: {verdict(best_vit, cnn_acc)} SmallResNet, "
+                f"{compare(best_vit, cnn_acc)}",
+    "attention in a CNN": f"SE-ResNet {se_acc:.3f}, attention pooling "
+                          f"{cnn_att['ResNet + attention pooling']['held-out accuracy']:.3f}, vs {cnn_acc:.3f}",
+    **({"rollout on landmarks": f"{enrichment:.2f}x enrichment"} if LANDMARKS is not None else {}),
+    **{f"{n}, {m}": f"{a:.3f}" for n, t in real_results.items() for m, a in t["held-out accuracy"].items()},
+}
+for key, value in summary.items():
+    print(f"{key:>22}: {value}")
+chapter_seconds = record("chapter_seconds", round(time.perf_counter() - T0, 1))
+
+# %% [markdown]
+# The table of section 6 at the `cpu` profile comes from `facekit report 02 --profile cpu` (2 CPU cores);
+# `facekit report 02 --profile gpu` repeats it with more people, a DeiT-Ti-sized ViT, longer training and LFW.
+#
+# Next: face detection and alignment, then embeddings that recognise people never seen in training.
