@@ -98,3 +98,14 @@ def test_errors_name_the_problem():
     net = create_embedding("mobilefacenet_tiny", image_size=64)
     with pytest.raises(ValueError, match="image_size=112"):
         net(torch.zeros(2, 3, 112, 112))
+
+
+@pytest.mark.parametrize("name", FAST)
+@pytest.mark.parametrize("size", [32, 48, 64, 112])
+def test_every_image_size_gives_one_embedding_per_image(name, size):
+    """Small inputs too: the global depthwise conv must cover the whole S/16 map (no padding)."""
+    net = create_embedding(name, image_size=size, embedding_dim=16).eval()
+    with torch.no_grad():
+        out = net(torch.rand(2, 3, size, size))
+    assert out.shape == (2, 16)
+    torch.testing.assert_close(out.norm(dim=1), torch.ones(2))

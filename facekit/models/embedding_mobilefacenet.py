@@ -57,9 +57,11 @@ def _scaled(channels: int, width_mult: float) -> int:
     return max(CHANNEL_DIVISOR, int(round(channels * width_mult / CHANNEL_DIVISOR)) * CHANNEL_DIVISOR)
 
 
-def conv_bn(in_ch: int, out_ch: int, kernel: int, stride: int = 1, groups: int = 1, act: bool = True) -> nn.Sequential:
-    """Conv (no bias) - BN [- PReLU]; "same" padding for odd kernels, none for the GDConv."""
-    layers = [nn.Conv2d(in_ch, out_ch, kernel, stride, kernel // 2 if kernel <= 3 else 0, groups=groups, bias=False),
+def conv_bn(in_ch: int, out_ch: int, kernel: int, stride: int = 1, groups: int = 1, act: bool = True,
+            padding: int | None = None) -> nn.Sequential:
+    """Conv (no bias) - BN [- PReLU]; padding ``kernel // 2`` ("same" for odd kernels) unless given."""
+    padding = kernel // 2 if padding is None else padding
+    layers = [nn.Conv2d(in_ch, out_ch, kernel, stride, padding, groups=groups, bias=False),
               nn.BatchNorm2d(out_ch)]
     if act:
         layers.append(nn.PReLU(out_ch))
@@ -120,7 +122,7 @@ class MobileFaceNet(nn.Module):
         self.stages = nn.Sequential(*stages)  # (B, c128, S/16, S/16)
         side = c.image_size // 2 ** DOWNSAMPLINGS
         self.expand = conv_bn(c128, c512, 1)  # (B, c512, S/16, S/16)
-        self.gdconv = conv_bn(c512, c512, side, groups=c512, act=False)  # global depthwise conv: (B, c512, 1, 1)
+        self.gdconv = conv_bn(c512, c512, side, groups=c512, act=False, padding=0)  # global depthwise conv: (B, c512, 1, 1)
         self.fc = nn.Linear(c512, c.embedding_dim, bias=False)  # the paper's linear 1x1 conv
         self.features = nn.BatchNorm1d(c.embedding_dim)
 
