@@ -1,0 +1,27 @@
+"""Pretrained face models from elsewhere, as PyTorch modules: dlib's face recognition ResNet.
+
+``dlib_dat`` reads dlib's ``.dat`` network files (no dlib code runs), ``dlib_resnet`` is the
+network as a ``torch.nn.Module``, ``face_chip`` makes dlib's aligned 150x150 chips from 5
+landmarks, and ``descriptors`` runs the pipeline on many images and on LFW's pairs.
+
+>>> from facekit.pretrained import load_dlib_resnet, face_chip, dlib_landmarks
+>>> net = load_dlib_resnet()  # doctest: +SKIP
+>>> points, found = dlib_landmarks(image)  # doctest: +SKIP
+>>> descriptor = net(torch.from_numpy(face_chip(image, points)).permute(2, 0, 1)[None])  # doctest: +SKIP
+"""
+
+from facekit.pretrained.descriptors import (BACKENDS, LandmarkSettings, LFWDescriptorResult, cache_dir,
+                                            compute_descriptors, evaluate_lfw_pairs, image_descriptors,
+                                            image_landmarks)
+from facekit.pretrained.dlib_dat import DlibFormatError, DlibLayer, DlibNet, dlib_model_path, read_dlib_net
+from facekit.pretrained.dlib_resnet import (CHIP_SIZE, DESCRIPTOR_DIM, MEAN_RGB, SAME_PERSON_DISTANCE, DlibFaceResNet,
+                                            expected_layer_kinds, load_dlib_resnet, state_dict_from_dlib)
+from facekit.pretrained.face_chip import (CHIP_PADDING, TEMPLATE_5, ChipDetails, DlibNotInstalled, chip_details,
+                                          dlib_landmarks, extract_chip, face_chip, similarity_transform)
+
+__all__ = ["DlibFormatError", "DlibLayer", "DlibNet", "dlib_model_path", "read_dlib_net",
+           "DlibFaceResNet", "load_dlib_resnet", "state_dict_from_dlib", "expected_layer_kinds",
+           "CHIP_SIZE", "CHIP_PADDING", "DESCRIPTOR_DIM", "MEAN_RGB", "SAME_PERSON_DISTANCE", "TEMPLATE_5",
+           "ChipDetails", "chip_details", "extract_chip", "face_chip", "similarity_transform", "dlib_landmarks",
+           "DlibNotInstalled", "compute_descriptors", "image_landmarks", "image_descriptors", "evaluate_lfw_pairs",
+           "LandmarkSettings", "LFWDescriptorResult", "BACKENDS", "cache_dir"]
