@@ -16,7 +16,7 @@
 # %% [markdown]
 # # Chapter 4 — Verification losses and the evaluation protocol
 #
-# The fourth source article verifies faces (are these two photos the same person?) by training a network on
+# The second source article verifies faces (are these two photos the same person?) by training a network on
 # pairs of images with a cross-entropy loss; it cites FaceNet's triplet loss and evaluates on LFW's pairs. Three
 # of its statements need fixing before we build on it:
 #
