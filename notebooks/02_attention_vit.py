@@ -97,8 +97,8 @@ class Sizes:
 PROFILE, S = fk.profiles.pick(
     profile,
     smoke=Sizes(identities=8, train_per_id=6, val_per_id=2, test_per_id=4, image_size=32, patch_size=8, vit="tiny",
-                epochs=2, warmup_epochs=1, batch_size=16, probe_faces=16, real_epochs=4, lfw=False,
-                lfw_min_images=40),
+                epochs=2, warmup_epochs=1, batch_size=16, probe_faces=16, real_epochs=2, lfw=True,
+                lfw_min_images=100),  # LFW's 5 people with 100+ images: the gpu profile's LFW path, exercised
     cpu=Sizes(identities=40, train_per_id=10, val_per_id=4, test_per_id=20, image_size=64, patch_size=8, vit="tiny",
               epochs=20, warmup_epochs=2, batch_size=16, probe_faces=200, real_epochs=30, lfw=False,
               lfw_min_images=20),
