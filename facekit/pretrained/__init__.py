@@ -1,8 +1,10 @@
-"""Pretrained face models from elsewhere, as PyTorch modules: dlib's face recognition ResNet.
+"""Pretrained face models from elsewhere, as PyTorch modules: dlib's face recognition ResNet and FaceNet.
 
 ``dlib_dat`` reads dlib's ``.dat`` network files (no dlib code runs), ``dlib_resnet`` is the
 network as a ``torch.nn.Module``, ``face_chip`` makes dlib's aligned 150x150 chips from 5
 landmarks, and ``descriptors`` runs the pipeline on many images and on LFW's pairs.
+``facenet_graph`` reads FaceNet's frozen TensorFlow graph (protobuf, no TensorFlow; imported lazily)
+and ``facenet`` loads it into facenet-pytorch's ``InceptionResnetV1`` (:func:`load_facenet`).
 
 >>> from facekit.pretrained import load_dlib_resnet, face_chip, dlib_landmarks
 >>> net = load_dlib_resnet()  # doctest: +SKIP
@@ -18,10 +20,15 @@ from facekit.pretrained.dlib_resnet import (CHIP_SIZE, DESCRIPTOR_DIM, MEAN_RGB,
                                             expected_layer_kinds, load_dlib_resnet, state_dict_from_dlib)
 from facekit.pretrained.face_chip import (CHIP_PADDING, TEMPLATE_5, ChipDetails, DlibNotInstalled, chip_details,
                                           dlib_landmarks, extract_chip, face_chip, similarity_transform)
+from facekit.pretrained.facenet import facenet_cache_dir, load_facenet, standardize_faces
+from facekit.pretrained.facenet_graph import (FacenetGraphError, facenet_graph_path, read_frozen_graph,
+                                              state_dict_from_graph)
 
 __all__ = ["DlibFormatError", "DlibLayer", "DlibNet", "dlib_model_path", "read_dlib_net",
            "DlibFaceResNet", "load_dlib_resnet", "state_dict_from_dlib", "expected_layer_kinds",
            "CHIP_SIZE", "CHIP_PADDING", "DESCRIPTOR_DIM", "MEAN_RGB", "SAME_PERSON_DISTANCE", "TEMPLATE_5",
            "ChipDetails", "chip_details", "extract_chip", "face_chip", "similarity_transform", "dlib_landmarks",
            "DlibNotInstalled", "compute_descriptors", "image_landmarks", "image_descriptors", "evaluate_lfw_pairs",
-           "LandmarkSettings", "LFWDescriptorResult", "BACKENDS", "cache_dir"]
+           "LandmarkSettings", "LFWDescriptorResult", "BACKENDS", "cache_dir",
+           "load_facenet", "standardize_faces", "facenet_cache_dir", "FacenetGraphError", "facenet_graph_path",
+           "read_frozen_graph", "state_dict_from_graph"]
