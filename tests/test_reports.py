@@ -315,3 +315,16 @@ def test_device_slug():
     assert device_slug({"gpu": "NVIDIA A100-SXM4-40GB"}) == "a100"
     assert device_slug({"gpu": "Tesla T4"}) == "t4"
     assert device_slug({"gpu": None}) == "cpu"
+
+
+def test_notebooks_outside_a_checkout_record_the_facekit_commit(batch):
+    """Notebooks copied out of the checkout (here: a temporary folder) still get the code's commit."""
+    import facekit.reports.runner as runner
+    from facekit.reports.device import git_info
+
+    summary, _ = batch
+    code = git_info(Path(runner.__file__).parent)
+    if code is None:
+        pytest.skip("facekit is not installed from a git checkout")
+    assert git_info(Path(summary.entries[0].source).parent) is None, "the fixture's notebooks are outside git"
+    assert summary.git is not None and summary.git["commit"] == code["commit"]

@@ -262,7 +262,8 @@ def run_reports(
     reports_dir = Path(reports_dir)
     device = device_info()
     slug = device_slug(device)
-    git = git_info(paths[0].parent, exclude=reports_dir)
+    # the checkout holding the notebooks; for notebooks copied elsewhere, the one holding the facekit code
+    git = git_info(paths[0].parent, exclude=reports_dir) or git_info(Path(__file__).parent, exclude=reports_dir)
     run_dir = claim_run_dir(reports_dir, run_name or default_run_name(resolved, slug), overwrite=overwrite)
     summary = RunSummary(
         run_dir=run_dir, name=run_dir.name, profile=resolved, requested_profile=profile,
