@@ -147,3 +147,15 @@ def test_detect_keeps_the_training_mode():
     model = FaceDetector().train()
     model.detect(torch.rand(1, 3, 64, 64))
     assert model.training
+
+
+def test_config_from_a_mapping_or_overrides_and_typos_are_named():
+    from facekit.config import ConfigError
+    from facekit.detection import DetectorConfig, FaceDetector
+
+    small = FaceDetector(neck_width=16)
+    assert small.config.neck_width == 16 and small.config.widths == DetectorConfig().widths
+    assert FaceDetector({"neck_width": 24}).config.neck_width == 24
+    assert FaceDetector(DetectorConfig(neck_width=32), neck_width=8).config.neck_width == 8
+    with pytest.raises(ConfigError, match="neck_widht"):
+        FaceDetector(neck_widht=16)

@@ -16,13 +16,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import NamedTuple
+from typing import Mapping, NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from facekit.config import ConfigError
+from facekit.config import ConfigError, make_config, replace
 from facekit.detection.anchors import NUM_LANDMARKS, AnchorConfig, _feature_size, make_anchors
 from facekit.detection.boxes import decode_boxes, decode_landmarks, nms
 from facekit.detection.interface import Detections
@@ -62,15 +62,20 @@ class FaceDetector(nn.Module):
     """Anchors on several levels; a face logit, box deltas and five landmarks per anchor.
 
     Args:
-        config: a :class:`DetectorConfig`.
+        config: a :class:`DetectorConfig` or a mapping of its fields; None: the defaults.
+        **overrides: fields of :class:`DetectorConfig` (a typo is a ConfigError naming it).
 
     Input: ``(B, 3, H, W)`` float images in [0, 1]; output: a :class:`DetectorOutput` whose anchors
     are :meth:`anchors` ``((H, W))``. Train with :class:`~facekit.detection.loss.DetectionLoss` on
     :class:`~facekit.detection.anchors.AnchorTargets`; predict with :meth:`detect`.
     """
 
-    def __init__(self, config: DetectorConfig = DetectorConfig()):
+    def __init__(self, config: DetectorConfig | Mapping | None = None, **overrides):
         super().__init__()
+        if isinstance(config, DetectorConfig):
+            config = replace(config, **overrides)
+        else:
+            config = make_config(DetectorConfig, config, **overrides)
         self.config = config
         widths = (3,) + tuple(config.widths)
         self.stages = nn.ModuleList(nn.Sequential(_conv_bn(c_in, c_out, 2), _conv_bn(c_out, c_out))
