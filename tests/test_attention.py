@@ -12,13 +12,7 @@ from facekit.models.cnn_attention import AttentionResNet
 
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny tensors: a second intra-op thread only costs synchronisation (x5 on a busy 2-core machine)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py: tiny tensors, one thread
 
 
 # (batch dims, T_q, T_k, d_k, d_v)

@@ -19,12 +19,7 @@ PARAMS_M = {"iresnet_tiny": (0.8, 1.5), "iresnet18": (23.5, 24.5), "iresnet34": 
 FAST = ["iresnet_tiny", "mobilefacenet_tiny", "mobilefacenet"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py: tiny tensors, one thread
 
 
 def test_every_preset_builds_with_a_sensible_size():

@@ -7,12 +7,7 @@ from facekit.models.flops import count_flops, flops_by_module
 from facekit.models.vit import VisionTransformer
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py: tiny tensors, one thread
 
 
 @pytest.mark.parametrize("batch,n_in,n_out,bias", [(1, 10, 4, True), (8, 32, 16, False), (5, 7, 3, True)])

@@ -15,12 +15,7 @@ from facekit.losses import (HEADS, ArcFace, CenterLoss, CombinedMargin, Contrast
 TOL = dict(rel=1e-6, abs=1e-6)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py: tiny tensors, one thread
 
 
 def gen(seed=0):

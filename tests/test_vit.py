@@ -13,13 +13,7 @@ from facekit.train.loop import fit
 SMALL = dict(dim=24, depth=2, num_heads=3)  # a few thousand parameters: every test runs in milliseconds
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny tensors: a second intra-op thread only costs synchronisation (x5 on a busy 2-core machine)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py: tiny tensors, one thread
 
 
 @pytest.mark.parametrize("image_size,patch_size,in_channels", [(32, 4, 3), (64, 8, 1), (112, 16, 3)])
