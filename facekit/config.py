@@ -57,6 +57,26 @@ def replace(config: T, **changes) -> T:
     return dataclasses.replace(config, **changes)
 
 
+def config_from(cls: type[T], config: T | Mapping[str, Any] | str | None = None, /, **overrides) -> T:
+    """`cls` from an instance, a mapping of its fields, None (the defaults) or, when `cls` has a ``preset``
+    classmethod, a preset name; keyword `overrides` on top (a mistyped key is a ConfigError naming it).
+
+    >>> from dataclasses import dataclass
+    >>> @dataclass(frozen=True)
+    ... class C:
+    ...     lr: float = 0.1
+    >>> config_from(C, None, lr=0.5), config_from(C, {"lr": 0.2}), config_from(C, C(0.3), lr=0.4)
+    (C(lr=0.5), C(lr=0.2), C(lr=0.4))
+    """
+    if isinstance(config, cls):
+        return replace(config, **overrides)
+    if isinstance(config, str):
+        if not hasattr(cls, "preset"):
+            raise ConfigError(f"{cls.__name__} has no presets: pass a {cls.__name__}, a mapping or None, not {config!r}")
+        return cls.preset(config, **overrides)
+    return make_config(cls, config, **overrides)
+
+
 def choice(value: str, accepted, *, name: str) -> str:
     """Return `value` if it is one of `accepted`, else raise ConfigError naming `name`."""
     accepted = list(accepted)

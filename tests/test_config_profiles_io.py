@@ -5,7 +5,7 @@ import pytest
 
 import facekit
 from facekit import io, profiles
-from facekit.config import ConfigError, check_keys, choice, make_config, replace
+from facekit.config import ConfigError, check_keys, choice, config_from, make_config, replace
 
 
 @dataclass(frozen=True)
@@ -21,6 +21,29 @@ def test_make_config_and_replace_name_typos():
     with pytest.raises(ConfigError, match="'lrate'"):
         replace(Cfg(), lrate=1.0)
     assert replace(Cfg(), lr=2.0).lr == 2.0
+
+
+@dataclass(frozen=True)
+class PresetCfg(Cfg):
+    @classmethod
+    def preset(cls, name, **overrides):
+        check_keys([name], {"fast": None}, what="PresetCfg preset")
+        return make_config(cls, {"epochs": 1}, **overrides)
+
+
+def test_config_from_every_accepted_form():
+    assert config_from(Cfg) == Cfg() and config_from(Cfg, None, lr=0.5) == Cfg(0.5)
+    assert config_from(Cfg, {"epochs": 7}, lr=0.2) == Cfg(0.2, 7)
+    assert config_from(Cfg, Cfg(0.3, 4), epochs=5) == Cfg(0.3, 5)
+    assert config_from(PresetCfg, "fast", lr=0.7) == PresetCfg(0.7, 1)
+    with pytest.raises(ConfigError, match="'slow'"):
+        config_from(PresetCfg, "slow")
+    with pytest.raises(ConfigError, match="Cfg has no presets"):
+        config_from(Cfg, "fast")
+    with pytest.raises(ConfigError, match="'epoch'"):
+        config_from(Cfg, Cfg(), epoch=2)
+    with pytest.raises(ConfigError, match="'epoch'"):
+        config_from(Cfg, {"epoch": 2})
 
 
 def test_choice_and_check_keys():

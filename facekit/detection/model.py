@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from facekit.config import ConfigError, make_config, replace
+from facekit.config import ConfigError, config_from
 from facekit.detection.anchors import NUM_LANDMARKS, AnchorConfig, _feature_size, make_anchors
 from facekit.detection.boxes import decode_boxes, decode_landmarks, nms
 from facekit.detection.interface import Detections
@@ -72,11 +72,7 @@ class FaceDetector(nn.Module):
 
     def __init__(self, config: DetectorConfig | Mapping | None = None, **overrides):
         super().__init__()
-        if isinstance(config, DetectorConfig):
-            config = replace(config, **overrides)
-        else:
-            config = make_config(DetectorConfig, config, **overrides)
-        self.config = config
+        self.config = config = config_from(DetectorConfig, config, **overrides)
         widths = (3,) + tuple(config.widths)
         self.stages = nn.ModuleList(nn.Sequential(_conv_bn(c_in, c_out, 2), _conv_bn(c_out, c_out))
                                     for c_in, c_out in zip(widths[:-1], widths[1:]))

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from facekit.config import ConfigError, check_keys, make_config, replace
+from facekit.config import ConfigError, check_keys, config_from, make_config
 
 
 @dataclass(frozen=True)
@@ -112,13 +112,7 @@ class IResNet(nn.Module):
 
     def __init__(self, config: IResNetConfig | str | Mapping | None = None, **overrides):
         super().__init__()
-        if isinstance(config, str):
-            config = IResNetConfig.preset(config, **overrides)
-        elif config is None or isinstance(config, Mapping):
-            config = make_config(IResNetConfig, config, **overrides)
-        else:
-            config = replace(config, **overrides)
-        self.config = c = config
+        self.config = c = config_from(IResNetConfig, config, **overrides)
         self.embedding_dim = c.embedding_dim
         self.stem = nn.Sequential(nn.Conv2d(c.in_channels, c.widths[0], 3, 1, 1, bias=False),
                                   nn.BatchNorm2d(c.widths[0]), nn.PReLU(c.widths[0]))

@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from facekit.config import ConfigError, check_keys, make_config, replace
+from facekit.config import ConfigError, check_keys, config_from, make_config
 
 CHANNEL_DIVISOR = 8  # scaled widths are rounded to a multiple of this (MobileNet convention)
 DOWNSAMPLINGS = 4  # stem + three stride-2 bottlenecks: the last map is image_size / 16
@@ -103,13 +103,7 @@ class MobileFaceNet(nn.Module):
 
     def __init__(self, config: MobileFaceNetConfig | str | Mapping | None = None, **overrides):
         super().__init__()
-        if isinstance(config, str):
-            config = MobileFaceNetConfig.preset(config, **overrides)
-        elif config is None or isinstance(config, Mapping):
-            config = make_config(MobileFaceNetConfig, config, **overrides)
-        else:
-            config = replace(config, **overrides)
-        self.config = c = config
+        self.config = c = config_from(MobileFaceNetConfig, config, **overrides)
         self.embedding_dim = c.embedding_dim
         c64, c128, c512 = (_scaled(n, c.width_mult) for n in (64, 128, 512))
         self.stem = nn.Sequential(conv_bn(c.in_channels, c64, 3, 2),  # (B, c64, S/2, S/2)

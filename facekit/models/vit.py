@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from facekit.config import ConfigError, choice, make_config, replace
+from facekit.config import ConfigError, choice, config_from, make_config
 from facekit.models.attention import MultiHeadSelfAttention
 
 POOLS = ("cls", "mean")
@@ -161,13 +161,7 @@ class VisionTransformer(nn.Module):
 
     def __init__(self, num_classes: int, config: ViTConfig | str | Mapping | None = None, **overrides):
         super().__init__()
-        if config is None or isinstance(config, Mapping):
-            config = make_config(ViTConfig, config, **overrides)
-        elif isinstance(config, str):
-            config = ViTConfig.preset(config, **overrides)
-        else:
-            config = replace(config, **overrides)
-        self.config = c = config
+        self.config = c = config_from(ViTConfig, config, **overrides)
         self.num_classes, self.feature_dim, self.num_prefix_tokens = num_classes, c.dim, 1
         self.patch_embed = PatchEmbed(c.patch_size, c.in_channels, c.dim, c.conv_stem)
         self.cls_token = nn.Parameter(torch.zeros(1, 1, c.dim))
