@@ -71,21 +71,10 @@ def similarity_transform(src: np.ndarray, dst: np.ndarray) -> tuple[np.ndarray, 
     >>> np.round(m, 6).tolist(), np.round(b, 6).tolist()
     ([[0.0, -2.0], [2.0, 0.0]], [1.0, 1.0])
     """
-    src, dst = np.asarray(src, np.float64), np.asarray(dst, np.float64)
-    if src.shape != dst.shape or src.ndim != 2 or src.shape[1] != 2 or len(src) < 2:
-        raise ValueError(f"expected two (N, 2) point arrays with N >= 2, got {src.shape} and {dst.shape}")
-    mean_src, mean_dst = src.mean(0), dst.mean(0)
-    s, d = src - mean_src, dst - mean_dst
-    var_src = (s ** 2).sum() / len(src)
-    cov = d.T @ s / len(src)  # (2, 2)
-    u, sv, vt = np.linalg.svd(cov)
-    sign = np.eye(2)
-    if np.linalg.det(cov) < 0 or (np.linalg.det(cov) == 0 and np.linalg.det(u) * np.linalg.det(vt) < 0):
-        sign[1, 1] = -1
-    rotation = u @ sign @ vt
-    scale = np.trace(np.diag(sv) @ sign) / var_src if var_src > 0 else 1.0
-    m = scale * rotation
-    return m, mean_dst - m @ mean_src
+    from facekit.detection.alignment import umeyama  # the one least-squares similarity fit of facekit
+
+    fit = umeyama(np.asarray(src, np.float64), np.asarray(dst, np.float64)).numpy()  # (2, 3)
+    return fit[:, :2], fit[:, 2]
 
 
 def chip_details(landmarks, size: int = CHIP_SIZE, padding: float = CHIP_PADDING) -> ChipDetails:
