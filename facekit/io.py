@@ -50,3 +50,39 @@ def write_text(path, text: str) -> Path:
 
 def write_json(path, obj) -> Path:
     return write_text(path, json.dumps(obj, indent=2, sort_keys=False, default=str) + "\n")
+
+
+CACHE_ENV = "FACEKIT_CACHE"
+ARTIFACTS_ENV = "FACEKIT_ARTIFACTS"
+
+
+def cache_dir(*parts: str) -> Path:
+    """``$FACEKIT_CACHE/<parts>`` (default ``~/.cache/facekit``); not created here.
+
+    Converted weights and cached descriptors live there, never in the repository.
+    """
+    root = os.environ.get(CACHE_ENV, "").strip()
+    base = Path(root).expanduser() if root else Path.home() / ".cache" / "facekit"
+    return base.joinpath(*parts)
+
+
+def artifact_path(name: str, profile: str) -> Path:
+    """Where a notebook leaves a file (a checkpoint) for a later notebook of the same `profile`.
+
+    ``$FACEKIT_ARTIFACTS/<profile>/<name>`` when that variable is set (the report runner may point it
+    into a run), else ``$FACEKIT_CACHE/artifacts/<profile>/<name>``. The producer writes it atomically
+    (:func:`facekit.train.save_checkpoint`); a notebook that needs it declares the producer in its
+    ``facekit.depends_on`` metadata so that ``facekit report`` runs the producer first.
+
+    >>> artifact_path("encoder.pt", "smoke").parts[-2:]
+    ('smoke', 'encoder.pt')
+    """
+    if not name or Path(name).is_absolute() or ".." in Path(name).parts:
+        raise ValueError(f"artifact name {name!r} is not accepted; give a relative file name such as 'mae_vit.pt'")
+    from facekit.profiles import PROFILES
+
+    if profile not in PROFILES:
+        raise ValueError(f"profile={profile!r} is not accepted for artifacts; use one of {PROFILES} (resolve 'auto' first)")
+    root = os.environ.get(ARTIFACTS_ENV, "").strip()
+    base = Path(root).expanduser() if root else cache_dir("artifacts")
+    return base / profile / name

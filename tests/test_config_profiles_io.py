@@ -95,3 +95,20 @@ def test_import_has_no_side_effects():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.split() == ["False", "False"]
     assert "data" in dir(facekit)
+
+
+def test_cache_and_artifact_paths(monkeypatch, tmp_path):
+    from facekit.io import artifact_path, cache_dir
+
+    monkeypatch.setenv("FACEKIT_CACHE", str(tmp_path / "c"))
+    monkeypatch.delenv("FACEKIT_ARTIFACTS", raising=False)
+    assert cache_dir("x") == tmp_path / "c" / "x"
+    assert artifact_path("enc.pt", "cpu") == tmp_path / "c" / "artifacts" / "cpu" / "enc.pt"
+    monkeypatch.setenv("FACEKIT_ARTIFACTS", str(tmp_path / "a"))
+    assert artifact_path("enc.pt", "smoke") == tmp_path / "a" / "smoke" / "enc.pt"
+    for bad in ["", "/abs.pt", "../up.pt"]:
+        with pytest.raises(ValueError, match="artifact name"):
+            artifact_path(bad, "cpu")
+    with pytest.raises(ValueError, match="resolve 'auto'"):
+        artifact_path("enc.pt", "auto")
+    assert not (tmp_path / "c").exists()  # nothing is created by asking
