@@ -27,7 +27,7 @@ $(VENV)/.facekit-installed: pyproject.toml
 	touch $@
 
 course: setup
-	$(VENV)/bin/facekit report $(NOTEBOOKS) --profile $(PROFILE) $(if $(RUN),--run $(RUN),)
+	$(VENV)/bin/facekit report $(if $(NOTEBOOKS),$(NOTEBOOKS),--all) --profile $(PROFILE) $(if $(RUN),--run $(RUN),)
 
 test: setup
 	MPLBACKEND=Agg FACEKIT_PROFILE=smoke $(PY) -m pytest tests --nbval-lax notebooks $(PYTEST_ARGS)

@@ -1,8 +1,10 @@
-"""The ``facekit`` command line: ``facekit report`` runs notebooks into ``reports/<run>/``.
+"""The ``facekit`` command line: ``facekit report`` runs notebooks into ``reports/<run>/``,
+``facekit compare`` compares two runs.
 
 Subcommands live in :data:`SUBCOMMANDS` (name -> (help, add_arguments, handler)); a handler takes
-the parsed arguments and returns the exit code. Exit codes: 0 all good, 1 a notebook failed,
-2 a usage or configuration error (the message goes to stderr, without a traceback).
+the parsed arguments and returns the exit code. Exit codes: 0 all good, 1 a notebook failed or was
+skipped (report) or a regression was found with ``--fail-on-regression`` (compare), 2 a usage or
+configuration error (the message goes to stderr, without a traceback).
 """
 
 from __future__ import annotations
@@ -50,7 +52,19 @@ def parse_parameters(items: list[str] | None) -> dict:
 
 def _add_report_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("notebooks", nargs="*", metavar="NOTEBOOK",
-                        help="paths, names or name prefixes (e.g. 00 01_cnn); default: every notebook")
+                        help="paths, names or name prefixes (e.g. 00 01_cnn); default: the course (every notebook "
+                             "not in the benchmark group)")
+    parser.add_argument("--all", dest="all_notebooks", action="store_true",
+                        help="every notebook: the course and the benchmarks")
+    parser.add_argument("--no-deps", dest="dependencies", action="store_false",
+                        help="do not add the notebooks the chosen ones depend on (their artifacts must exist)")
+    parser.add_argument("--rerun-failed", metavar="RUN_DIR",
+                        help="run again the failed and skipped notebooks of RUN_DIR, with its recorded profile "
+                             "and parameters, updating its summary")
+    parser.add_argument("--artifacts", dest="artifacts_dir", metavar="DIR",
+                        help="FACEKIT_ARTIFACTS for the run's kernels: a folder, or an earlier run folder whose "
+                             "artifacts to reuse (default: a fresh folder of this run in the cache; with --no-deps "
+                             "leaving a dependency out, the shared $FACEKIT_CACHE/artifacts)")
     parser.add_argument("--profile", default="auto", choices=ACCEPTED, help="sizes to run at (default: auto)")
     parser.add_argument("-p", "--parameter", dest="parameters", action="append", metavar="KEY=VALUE",
                         help="a notebook parameter; repeat for more (values read like papermill -p)")
@@ -67,14 +81,27 @@ def _add_report_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _list_notebooks(args) -> int:
-    from facekit.reports.runner import available_notebooks, notebook_parameters, select_notebooks
+    from facekit.reports.order import notebook_meta
+    from facekit.reports.runner import available_notebooks, default_selection, notebook_parameters, select_notebooks
 
-    paths = select_notebooks(args.notebooks, args.notebooks_dir) if args.notebooks else \
-        available_notebooks(args.notebooks_dir)
+    if args.notebooks:
+        paths = select_notebooks(args.notebooks, args.notebooks_dir)
+    elif available_notebooks(args.notebooks_dir):
+        paths = default_selection(args.notebooks_dir, all_notebooks=args.all_notebooks)
+    else:
+        paths = []
     if not paths:
         print(f"no notebooks in {args.notebooks_dir}")
     for path in paths:
-        print(path.stem)
+        try:
+            meta = notebook_meta(path)
+        except ConfigError as exc:
+            meta = {"group": "course", "depends_on": [], "error": str(exc)}
+        tags = ("  [benchmark]" if meta["group"] == "benchmark" else "") + \
+            (f"  (depends on {', '.join(meta['depends_on'])})" if meta["depends_on"] else "")
+        print(path.stem + tags)
+        if meta.get("error"):
+            print(f"    ({meta['error']})")
         try:
             params = notebook_parameters(path)
         except ConfigError as exc:
@@ -93,7 +120,44 @@ def _list_notebooks(args) -> int:
     return 0
 
 
+def _rerun(args, argv_given: set) -> int:
+    from facekit.reports.rerun import rerun_failed
+
+    clashing = sorted(argv_given & {"notebooks", "all_notebooks", "parameters", "run_name", "overwrite",
+                                     "artifacts_dir", "dependencies", "list", "profile"})
+    if clashing:
+        raise ConfigError(f"--rerun-failed reuses the run's notebooks, profile and parameters; drop "
+                          f"{', '.join(clashing)}")
+    kwargs = {k: getattr(args, k) for k in ("kernel_name",) if k in argv_given}
+    if "timeout" in argv_given:
+        kwargs["execution_timeout"] = args.timeout
+    if "html" in argv_given:
+        kwargs["html"] = args.html
+    return _report_done(rerun_failed(args.rerun_failed, progress=not args.quiet, **kwargs))
+
+
+def _given(args) -> set:
+    """The report options that differ from their defaults (what the user typed)."""
+    defaults = vars(build_parser().parse_args(["report"]))
+    return {k for k, v in vars(args).items() if k in defaults and v != defaults[k] and k != "rerun_failed"}
+
+
+def _report_done(summary) -> int:
+    from facekit.reports.index import index_status
+
+    print(f"{summary.run_dir}: {index_status(summary.counts())}; see {summary.run_dir / 'summary.md'}")
+    for entry in summary.failed:
+        err = entry.error or {}
+        first = (str(err.get("evalue") or "").strip().splitlines() or [""])[0]
+        print(f"  failed {entry.name}: {err.get('ename')}: {first[:200]}", file=sys.stderr)
+    for entry in summary.skipped:
+        print(f"  skipped {entry.name}: {entry.skip_reason}", file=sys.stderr)
+    return 0 if summary.ok else 1
+
+
 def _report(args) -> int:
+    if args.rerun_failed:
+        return _rerun(args, _given(args))
     if args.list:
         return _list_notebooks(args)
     from facekit.reports.runner import run_reports
@@ -102,15 +166,63 @@ def _report(args) -> int:
         args.notebooks or None, profile=args.profile, parameters=parse_parameters(args.parameters),
         run_name=args.run_name, reports_dir=args.reports_dir, notebooks_dir=args.notebooks_dir,
         html=args.html, kernel_name=args.kernel_name, execution_timeout=args.timeout,
-        progress=not args.quiet, overwrite=args.overwrite,
+        progress=not args.quiet, overwrite=args.overwrite, all_notebooks=args.all_notebooks,
+        dependencies=args.dependencies, artifacts_dir=args.artifacts_dir,
     )
-    c = summary.counts()
-    print(f"{summary.run_dir}: {c['ok']} ok, {c['failed']} failed; see {summary.run_dir / 'summary.md'}")
-    for entry in summary.failed:
-        err = entry.error or {}
-        first = (str(err.get("evalue") or "").strip().splitlines() or [""])[0]
-        print(f"  failed {entry.name}: {err.get('ename')}: {first[:200]}", file=sys.stderr)
-    return 0 if summary.ok else 1
+    return _report_done(summary)
+
+
+def _add_compare_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("run_a", metavar="RUN_A", help="the baseline run folder (holding summary.json)")
+    parser.add_argument("run_b", metavar="RUN_B", help="the run to check against it")
+    parser.add_argument("--tolerance", type=float, default=0.05, metavar="REL",
+                        help="relative change not flagged (default 0.05 = 5%%)")
+    parser.add_argument("--output", metavar="FILE", help="also write the Markdown table to FILE (atomically)")
+    parser.add_argument("--fail-on-regression", action="store_true",
+                        help="exit 1 when a metric regressed beyond the tolerance or a notebook stopped passing")
+    parser.add_argument("--higher", action="append", default=[], metavar="METRIC",
+                        help="a metric for which higher is better (overrides the unit/name hints); repeatable")
+    parser.add_argument("--lower", action="append", default=[], metavar="METRIC",
+                        help="a metric for which lower is better; repeatable")
+    parser.add_argument("--durations", action="store_true", help="compare notebook durations too")
+
+
+def _compare(args) -> int:
+    from facekit.io import write_text
+    from facekit.reports.compare import compare_runs
+
+    comparison = compare_runs(args.run_a, args.run_b, tolerance=args.tolerance, higher=args.higher,
+                              lower=args.lower, include_durations=args.durations)
+    text = comparison.to_markdown()
+    sys.stdout.write(text)
+    if args.output:
+        write_text(args.output, text)
+    if comparison.has_regression:
+        n = len(comparison.regressions) + len(comparison.status_regressions)
+        print(f"facekit compare: {n} regression(s) beyond tolerance {args.tolerance}", file=sys.stderr)
+        return 1 if args.fail_on_regression else 0
+    return 0
+
+
+def _add_summary_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("runs", nargs="+", metavar="RUN_DIR", help="run folders (holding summary.json)")
+    parser.add_argument("--no-index", dest="index", action="store_false",
+                        help="leave the runs index (README.md of each run's parent) alone")
+
+
+def _summary(args) -> int:
+    from pathlib import Path
+
+    from facekit.reports.batch import finish
+    from facekit.reports.summary import load_summary
+
+    for run in args.runs:
+        if not (Path(run) / "summary.json").is_file():
+            raise ConfigError(f"{run!r} is not a report run: no summary.json there")
+        summary = load_summary(run)
+        finish(summary, Path(run).parent if args.index else None)
+        print(f"{run}: summary.md" + "".join(f", {p}" for p in summary.plots))
+    return 0
 
 
 class Subcommand(NamedTuple):
@@ -122,6 +234,10 @@ class Subcommand(NamedTuple):
 SUBCOMMANDS: dict[str, Subcommand] = {
     "report": Subcommand("execute notebooks into reports/<run>/ (ipynb, html, summary)",
                          _add_report_arguments, _report),
+    "summary": Subcommand("redraw the summary.md, plots and runs index of existing run folders",
+                          _add_summary_arguments, _summary),
+    "compare": Subcommand("compare two report runs metric by metric (A, B, ratio, change, regressions)",
+                          _add_compare_arguments, _compare),
 }
 
 

@@ -84,3 +84,31 @@ def test_subcommands_are_a_dict():
 def test_python_dash_m_facekit():
     done = subprocess.run([sys.executable, "-m", "facekit", "--version"], capture_output=True, text=True)
     assert done.returncode == 0 and done.stdout.startswith("facekit ")
+
+
+def test_subcommands_include_compare():
+    assert "compare" in SUBCOMMANDS and callable(SUBCOMMANDS["compare"].handler)
+
+
+def test_report_options_that_conflict_exit_2(notebooks, tmp_path, capsys):
+    nb = nbformat.read(notebooks / "01_fail.ipynb", as_version=4)
+    nb.metadata["facekit"] = {"depends_on": ["01_fail"]}
+    nbformat.write(nb, notebooks / "01_fail.ipynb")
+    common = ["--notebooks-dir", str(notebooks), "--reports-dir", str(tmp_path / "r"), "--profile", "smoke"]
+    assert main(["report", "00", "--all", *common]) == 2
+    assert "not both" in capsys.readouterr().err
+    assert main(["report", "01", *common]) == 2
+    assert "depends on itself" in capsys.readouterr().err
+    assert main(["report", "--rerun-failed", str(tmp_path / "r"), "00"]) == 2
+    assert "drop notebooks" in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()
+
+
+def test_list_shows_the_course_by_default_and_every_notebook_with_all(notebooks, capsys):
+    nb = nbformat.read(notebooks / "01_fail.ipynb", as_version=4)
+    nb.metadata["facekit"] = {"group": "benchmark"}
+    nbformat.write(nb, notebooks / "01_fail.ipynb")
+    assert main(["report", "--list", "--notebooks-dir", str(notebooks)]) == 0
+    assert "01_fail" not in capsys.readouterr().out
+    assert main(["report", "--list", "--all", "--notebooks-dir", str(notebooks)]) == 0
+    assert "01_fail  [benchmark]" in capsys.readouterr().out

@@ -21,8 +21,12 @@ _LAZY = {
     "RunSummary": "facekit.reports.summary",
     "NotebookEntry": "facekit.reports.summary",
     "load_summary": "facekit.reports.summary",
-    "update_index": "facekit.reports.summary",
+    "update_index": "facekit.reports.index",
     "device_info": "facekit.reports.device",
+    "rerun_failed": "facekit.reports.rerun",
+    "compare_runs": "facekit.reports.compare",
+    "Comparison": "facekit.reports.compare",
+    "notebook_meta": "facekit.reports.order",
 }
 
 __all__ = ["MIMETYPE", "record", "record_many", "read_metrics", *_LAZY]

@@ -21,6 +21,22 @@ def _cpu_model() -> str:
     return platform.processor() or platform.machine() or "unknown"
 
 
+def driver_version() -> str | None:
+    """The NVIDIA driver version from ``nvidia-smi`` (None without it or when it fails)."""
+    import shutil
+
+    exe = shutil.which("nvidia-smi")
+    if exe is None:
+        return None
+    try:
+        done = subprocess.run([exe, "--query-gpu=driver_version", "--format=csv,noheader"],
+                              capture_output=True, text=True, timeout=20, check=False)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    lines = [ln.strip() for ln in done.stdout.splitlines() if ln.strip()]
+    return lines[0] if done.returncode == 0 and lines else None
+
+
 def device_info() -> dict:
     """Describe this machine: torch, CUDA and GPU, CPU, cores, Python and platform.
 
@@ -44,21 +60,35 @@ def device_info() -> dict:
         "gpu": None,
         "gpu_count": 0,
         "gpu_memory_gib": None,
+        "gpus": [],
+        "gpu_capability": None,
+        "driver_version": None,
+        "cudnn_version": None,
+        "num_threads": None,
     }
     try:
         import torch
     except ImportError:
         return info
     info["torch"] = torch.__version__
+    info["num_threads"] = torch.get_num_threads()
     if torch.cuda.is_available():
         props = torch.cuda.get_device_properties(0)
+        count = torch.cuda.device_count()
         info.update(
             cuda_available=True,
             cuda_version=torch.version.cuda,
             gpu=props.name,
-            gpu_count=torch.cuda.device_count(),
+            gpu_count=count,
             gpu_memory_gib=round(props.total_memory / 2**30, 1),
+            gpus=[torch.cuda.get_device_name(i) for i in range(count)],
+            gpu_capability=f"{props.major}.{props.minor}",
+            driver_version=driver_version(),
         )
+        try:
+            info["cudnn_version"] = torch.backends.cudnn.version()
+        except Exception:  # pragma: no cover - a broken cuDNN must not stop a report
+            pass
     return info
 
 
@@ -119,4 +149,4 @@ def git_info(where: str | os.PathLike = ".", *, exclude: str | os.PathLike | Non
     return {"commit": sha, "dirty": bool(status)} if status is not None else {"commit": sha, "dirty": None}
 
 
-__all__ = ["device_info", "device_slug", "git_info"]
+__all__ = ["device_info", "device_slug", "driver_version", "git_info"]

@@ -6,19 +6,17 @@ import datetime as _dt
 import os
 import re
 import sys
-import time
 import warnings
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from facekit.config import ConfigError, check_keys
-from facekit.io import atomic_path, write_text
+from facekit.io import ARTIFACTS_ENV, cache_dir
 from facekit.profiles import resolve_profile
+from facekit.reports.batch import RUN_ENV_VAR, _now, batch_environment, execute_entries, finish, run_artifacts_dir
 from facekit.reports.device import device_info, device_slug, git_info
-from facekit.reports.record import read_metrics
-from facekit.reports.summary import NotebookEntry, RunSummary, update_index, write_summary
-
-RUN_ENV_VAR = "FACEKIT_REPORT_RUN"
+from facekit.reports.order import notebook_meta, plan_batch
+from facekit.reports.summary import NotebookEntry, RunSummary, write_summary
 SYNC_MARGIN_S = 1.0  # jupytext writes the two files of a pair a moment apart
 _RUN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
 
@@ -140,76 +138,43 @@ def claim_run_dir(reports_dir: Path, name: str, *, overwrite: bool = False) -> P
     raise ConfigError(f"too many runs named {name!r} in {reports_dir}")
 
 
-def _now() -> str:
-    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
-
-
-def _failed_cell(nb) -> tuple[int | None, int | None]:
-    """(index in the source notebook, execution count) of the cell that failed or was running."""
-    skip = ("injected-parameters", "papermill-error-cell-tag", "facekit-error")
-    cells = [c for c in nb.cells if not set(c.get("metadata", {}).get("tags", [])) & set(skip)]
-    found = None
-    for i, c in enumerate(cells):
-        meta = c.get("metadata", {}).get("papermill", {})
-        if meta.get("exception") or any(o.get("output_type") == "error" for o in c.get("outputs", [])):
-            found = i
-            break
-        if meta.get("start_time"):
-            found = i  # the last cell that started is the one that was running
-    if found is None:
-        return None, None
-    return found, cells[found].get("execution_count")
-
-
-def _execute(path: Path, out: Path, params: dict, *, kernel_name, timeout, progress) -> tuple[Any, dict | None]:
-    """Run one notebook into `out` (atomically); return (notebook node, error or None)."""
-    import nbformat
-    import papermill
-    from papermill.exceptions import PapermillExecutionError
-
-    error = None
-    with atomic_path(out) as tmp:
-        exec_path = tmp.with_name(tmp.name + ".ipynb")  # papermill wants the .ipynb suffix
-        try:
-            try:
-                papermill.execute_notebook(
-                    str(path), str(exec_path), parameters=params, kernel_name=kernel_name,
-                    progress_bar=progress, cwd=str(path.parent), execution_timeout=timeout,
-                )
-            except PapermillExecutionError as exc:
-                error = {"ename": exc.ename, "evalue": exc.evalue}
-            except KeyboardInterrupt:  # keep what ran; run_reports re-raises after writing
-                error = {"ename": "KeyboardInterrupt", "evalue": "interrupted", "interrupted": True}
-            except Exception as exc:  # kernel death, cell timeout, no such kernel...
-                error = {"ename": type(exc).__name__, "evalue": str(exc)}
-            if exec_path.exists() and exec_path.stat().st_size:
-                nb = nbformat.read(exec_path, as_version=4)
-            else:  # nothing ran: keep the input notebook so the report still shows what failed
-                nb = nbformat.read(path, as_version=4)
-            if error is not None:
-                error["cell_index"], error["execution_count"] = _failed_cell(nb)
-                tags = {t for c in nb.cells for t in c.get("metadata", {}).get("tags", [])}
-                if "papermill-error-cell-tag" not in tags:  # papermill marks only errors inside a cell
-                    text = f"{error['ename']}: {error['evalue'][:2000]}"
-                    note = nbformat.v4.new_markdown_cell(f"**Execution stopped** (facekit report)\n~~~\n{text}\n~~~")
-                    note.metadata["tags"] = ["facekit-error"]
-                    nb.cells.insert(0, note)
-            nbformat.write(nb, tmp)
-        finally:
-            exec_path.unlink(missing_ok=True)
-    return nb, error
-
-
-def _write_html(nb, out: Path) -> None:
-    from nbconvert import HTMLExporter
-
-    body, _ = HTMLExporter().from_notebook_node(nb)
-    write_text(out, body)
-
-
 def default_run_name(profile: str, slug: str) -> str:
     """``<YYYY-MM-DD>-<profile>-<device slug>`` with today's UTC date."""
     return f"{_dt.datetime.now(_dt.timezone.utc):%Y-%m-%d}-{profile}-{slug}"
+
+
+def default_selection(notebooks_dir, *, all_notebooks: bool = False) -> list[Path]:
+    """Every notebook with ``all_notebooks``, else the course: those whose metadata group is not ``benchmark``."""
+    available = available_notebooks(notebooks_dir)
+    if all_notebooks:
+        if not available:
+            raise ConfigError(f"no notebooks to run in {str(notebooks_dir)!r}")
+        return available
+    course = [p for p in available if notebook_meta(p)["group"] != "benchmark"]
+    if not course:
+        raise ConfigError(f"no course notebooks to run in {str(notebooks_dir)!r}"
+                          + (" (only benchmarks: use --all)" if available else ""))
+    return course
+
+
+def _check_artifacts_dir(artifacts_dir, reports_dir: Path) -> None:
+    inside = Path(artifacts_dir).resolve()
+    if inside == reports_dir.resolve() or reports_dir.resolve() in inside.parents:
+        raise ConfigError(f"artifacts_dir {str(artifacts_dir)!r} is inside the reports folder {str(reports_dir)!r}; "
+                          "checkpoints do not belong in committed reports: choose a folder outside it")
+
+
+def resolve_artifacts_arg(value: str | os.PathLike) -> Path:
+    """``--artifacts``: a folder, or a run folder (holding ``summary.json``) whose recorded artifacts to reuse."""
+    path = Path(value)
+    if (path / "summary.json").is_file():
+        from facekit.reports.summary import load_summary
+
+        recorded = load_summary(path).artifacts_dir
+        if not recorded:
+            raise ConfigError(f"run {str(path)!r} recorded no artifacts folder (it predates them); give the folder")
+        return Path(recorded)
+    return path
 
 
 def run_reports(
@@ -225,15 +190,20 @@ def run_reports(
     execution_timeout: float | None = None,
     progress: bool = True,
     overwrite: bool = False,
+    all_notebooks: bool = False,
+    dependencies: bool = True,
+    artifacts_dir: str | os.PathLike | None = None,
 ) -> RunSummary:
-    """Execute notebooks into ``reports/<run>/`` and write the run's summary and the runs index.
+    """Execute notebooks into ``reports/<run>/`` and write the run's summary, plots and the runs index.
 
-    Everything is checked (notebook names, profile, every parameter against every parameters
-    cell) before the run folder is created. A notebook that fails is recorded as ``failed`` with
-    its partial output, and the next one still runs.
+    Everything is checked (notebook names, dependencies, profile, every parameter against every
+    parameters cell) before the run folder is created. Notebooks run in dependency order (ties in
+    name order). A notebook that fails is recorded as ``failed`` with its partial output; the
+    notebooks that depend on it are ``skipped``; the others still run.
 
     Args:
-        notebooks: None for every ``notebooks_dir/*.ipynb``, else paths, names or name prefixes.
+        notebooks: None for the course (every ``notebooks_dir/*.ipynb`` not in the ``benchmark``
+            group; every notebook with `all_notebooks`), else paths, names or name prefixes.
         profile: ``smoke``, ``cpu``, ``gpu`` or ``auto``; passed, resolved, as ``profile``.
         parameters: other parameters; each goes to the notebooks whose parameters cell has it.
         run_name: the run folder's name (default ``<date>-<profile>-<device>``); an existing
@@ -242,6 +212,14 @@ def run_reports(
         kernel_name: Jupyter kernel (default ``python3``).
         execution_timeout: seconds one cell may run (default: no limit).
         progress: show Papermill's progress bar and one line per notebook on stderr.
+        all_notebooks: with ``notebooks=None``, run the benchmarks too.
+        dependencies: add the notebooks the chosen ones depend on (``depends_on`` metadata) to the
+            run; False (``--no-deps``) assumes their artifacts already exist.
+        artifacts_dir: ``FACEKIT_ARTIFACTS`` for the kernels: a folder, or an earlier run folder whose
+            recorded artifacts to reuse. Default: :func:`run_artifacts_dir`, a fresh folder of this run in
+            the cache (never inside `reports_dir`); but when ``dependencies=False`` left a dependency out,
+            the shared default (``$FACEKIT_ARTIFACTS``, else ``$FACEKIT_CACHE/artifacts``), where an
+            interactive run of the producer notebook leaves its checkpoint.
 
     Returns:
         The :class:`RunSummary`; ``summary.ok`` is True when every notebook passed.
@@ -253,24 +231,50 @@ def run_reports(
     from facekit import __version__
 
     parameters = dict(parameters or {})
-    paths = select_notebooks(notebooks, notebooks_dir)
+    if notebooks is not None and all_notebooks:
+        raise ConfigError("give notebook names or --all (every notebook), not both")
+    if notebooks is None:
+        chosen, selection = default_selection(notebooks_dir, all_notebooks=all_notebooks), \
+            ("all" if all_notebooks else "course")
+    else:
+        chosen, selection = select_notebooks(notebooks, notebooks_dir), "names"
+    available = available_notebooks(notebooks_dir)
+    paths, added, graph = plan_batch(chosen, available, add_dependencies=dependencies)
     resolved = resolve_profile(profile)
     if execution_timeout is not None and not execution_timeout > 0:
         raise ConfigError(f"execution_timeout={execution_timeout!r} is not accepted; give a number of seconds > 0")
     plan = plan_parameters({p: notebook_parameters(p) for p in paths}, parameters, resolved)
-
     reports_dir = Path(reports_dir)
+    stems = {p.stem for p in paths}
+    left_out = sorted({d for p in paths for d in graph.get(p.stem, []) if d not in stems})
+    if artifacts_dir is not None:
+        artifacts_dir = resolve_artifacts_arg(artifacts_dir)
+        _check_artifacts_dir(artifacts_dir, reports_dir)
+    elif left_out:  # --no-deps: read what an earlier (interactive) run of the producers left in the shared place
+        artifacts_dir = Path(os.environ.get(ARTIFACTS_ENV, "").strip() or cache_dir("artifacts")).expanduser()
+        if progress:
+            print(f"facekit report: {', '.join(left_out)} left out (--no-deps); their artifacts are read from "
+                  f"{artifacts_dir} (pass --artifacts RUN_DIR to read those of an earlier run)",
+                  file=sys.stderr, flush=True)
+
     device = device_info()
     slug = device_slug(device)
     # the checkout holding the notebooks; for notebooks copied elsewhere, the one holding the facekit code
     git = git_info(paths[0].parent, exclude=reports_dir) or git_info(Path(__file__).parent, exclude=reports_dir)
     run_dir = claim_run_dir(reports_dir, run_name or default_run_name(resolved, slug), overwrite=overwrite)
+    artifacts = Path(artifacts_dir) if artifacts_dir is not None else run_artifacts_dir(run_dir)
     summary = RunSummary(
         run_dir=run_dir, name=run_dir.name, profile=resolved, requested_profile=profile,
         parameters=parameters, started=_now(), git=git, device=device, device_slug=slug,
-        facekit_version=__version__,
-        entries=[NotebookEntry(name=p.stem, source=str(p), parameters=plan[p]) for p in paths],
+        facekit_version=__version__, selection=selection, added_dependencies=added,
+        artifacts_dir=str(artifacts.resolve()),
+        options={"kernel_name": kernel_name, "execution_timeout": execution_timeout, "html": html},
+        entries=[NotebookEntry(name=p.stem, source=str(p), parameters=plan[p], depends_on=graph.get(p.stem, []),
+                               added_as_dependency=p.stem in added) for p in paths],
     )
+    if added:  # said even with --quiet: the run is not what was asked for
+        print(f"facekit report: added {', '.join(added)} (needed by the chosen notebooks; --no-deps to leave "
+              "them out)", file=sys.stderr, flush=True)
     for entry, path in zip(summary.entries, paths):
         message = pair_warning(path)
         if message:
@@ -278,45 +282,11 @@ def run_reports(
             warnings.warn(message, stacklevel=2)
     write_summary(summary)
 
-    previous_env = os.environ.get(RUN_ENV_VAR)
-    os.environ[RUN_ENV_VAR] = str(run_dir.resolve())
     try:
-        for i, (entry, path) in enumerate(zip(summary.entries, paths), 1):
-            if progress:
-                print(f"[{i}/{len(paths)}] {entry.name} ...", file=sys.stderr, flush=True)
-            entry.status = "running"
-            write_summary(summary)
-            start = time.monotonic()
-            nb, error = _execute(
-                path, run_dir / f"{entry.name}.ipynb", plan[path],
-                kernel_name=kernel_name or "python3", timeout=execution_timeout, progress=progress,
-            )
-            entry.duration_s = round(time.monotonic() - start, 2)
-            entry.ipynb = f"{entry.name}.ipynb"
-            entry.metrics = read_metrics(nb)
-            entry.units = {k: v["unit"] for k, v in read_metrics(nb, with_units=True).items() if v["unit"]}
-            entry.status = "ok" if error is None else "failed"
-            entry.error = error
-            if html:
-                try:
-                    _write_html(nb, run_dir / f"{entry.name}.html")
-                    entry.html = f"{entry.name}.html"
-                except Exception as exc:  # a broken HTML export must not lose the run
-                    entry.warnings.append(f"HTML export failed: {type(exc).__name__}: {exc}")
-            write_summary(summary)
-            if progress:
-                first = "" if error is None else (str(error["evalue"]).strip().splitlines() or [""])[0]
-                tail = "" if error is None else f": {error['ename']}: {first[:200]}"
-                print(f"[{i}/{len(paths)}] {entry.name} {entry.status} ({entry.duration_s:.1f} s){tail}",
-                      file=sys.stderr, flush=True)
-            if error is not None and error.get("interrupted"):
-                raise KeyboardInterrupt
+        with batch_environment(**{RUN_ENV_VAR: str(run_dir.resolve()), ARTIFACTS_ENV: str(artifacts.resolve())}):
+            execute_entries(summary, list(zip(summary.entries, paths)), graph, kernel_name=kernel_name,
+                            timeout=execution_timeout, progress=progress, html=html)
         summary.finished = _now()
     finally:  # an interrupted batch still leaves a consistent summary and index
-        if previous_env is None:
-            os.environ.pop(RUN_ENV_VAR, None)
-        else:
-            os.environ[RUN_ENV_VAR] = previous_env
-        write_summary(summary)
-        update_index(reports_dir)
+        finish(summary, reports_dir)
     return summary

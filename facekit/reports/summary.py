@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -12,7 +11,8 @@ from typing import Any
 from facekit.io import write_json, write_text
 
 MARKER = "<!-- runs -->"
-STATUSES = ("pending", "running", "ok", "failed")
+STATUSES = ("pending", "running", "ok", "failed", "skipped")
+NOT_DONE = ("pending", "running", "failed", "skipped")  # what `facekit report --rerun-failed` runs again
 DEFAULT_HEADER = (
     "# Reports\n\n"
     "Executed notebooks, one folder per run (`facekit report`). Each folder holds the executed\n"
@@ -36,6 +36,10 @@ class NotebookEntry:
     ipynb: str | None = None
     html: str | None = None
     warnings: list = field(default_factory=list)
+    depends_on: list = field(default_factory=list)  # stems of the notebooks whose artifacts it reads
+    added_as_dependency: bool = False  # not asked for: added because a chosen notebook depends on it
+    skip_reason: str | None = None  # why it was skipped (a dependency failed or was skipped)
+    reruns: int = 0  # how many times `--rerun-failed` executed it again
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -63,6 +67,12 @@ class RunSummary:
     device_slug: str = "cpu"
     facekit_version: str | None = None
     entries: list[NotebookEntry] = field(default_factory=list)
+    selection: str = "names"  # 'names' (given), 'course' (no names) or 'all' (--all)
+    added_dependencies: list = field(default_factory=list)
+    artifacts_dir: str | None = None  # FACEKIT_ARTIFACTS of the run's kernels
+    options: dict = field(default_factory=dict)  # kernel_name, execution_timeout, html: reused by reruns
+    reruns: list = field(default_factory=list)  # one record per `--rerun-failed`
+    plots: list = field(default_factory=list)  # PNG files in the run folder
 
     @property
     def ok(self) -> bool:
@@ -73,6 +83,11 @@ class RunSummary:
     def failed(self) -> list[NotebookEntry]:
         """The notebooks that failed."""
         return [e for e in self.entries if e.status == "failed"]
+
+    @property
+    def skipped(self) -> list[NotebookEntry]:
+        """The notebooks not run because a dependency failed."""
+        return [e for e in self.entries if e.status == "skipped"]
 
     def counts(self) -> dict:
         return {s: sum(e.status == s for e in self.entries) for s in STATUSES}
@@ -91,6 +106,12 @@ class RunSummary:
             "device_slug": self.device_slug,
             "facekit_version": self.facekit_version,
             "counts": self.counts(),
+            "selection": self.selection,
+            "added_dependencies": self.added_dependencies,
+            "artifacts_dir": self.artifacts_dir,
+            "options": self.options,
+            "reruns": self.reruns,
+            "plots": self.plots,
             "notebooks": [e.to_dict() for e in self.entries],
         }
 
@@ -104,6 +125,9 @@ class RunSummary:
             started=data.get("started"), finished=data.get("finished"), git=data.get("git"),
             device=data.get("device", {}), device_slug=data.get("device_slug", "?"),
             facekit_version=data.get("facekit_version"), entries=entries,
+            selection=data.get("selection", "names"), added_dependencies=data.get("added_dependencies", []),
+            artifacts_dir=data.get("artifacts_dir"), options=data.get("options", {}),
+            reruns=data.get("reruns", []), plots=data.get("plots", []),
         )
 
 
@@ -146,12 +170,42 @@ def describe_device(device: dict) -> str:
     """One line: the GPU (with memory) if any, else the CPU model and cores."""
     if device.get("gpu"):
         mem = f", {device['gpu_memory_gib']} GiB" if device.get("gpu_memory_gib") else ""
-        return f"{device['gpu']}{mem}"
+        count = f"{device['gpu_count']} x " if (device.get("gpu_count") or 1) > 1 else ""
+        return f"{count}{device['gpu']}{mem}"
     return f"CPU {device.get('cpu', '?')}, {device.get('cpu_cores_usable') or device.get('cpu_cores', '?')} cores"
 
 
+def describe_software(device: dict) -> str:
+    """torch, CUDA, driver, Python and platform, as far as they are known."""
+    parts = [f"torch {device.get('torch')}"]
+    if device.get("cuda_version"):
+        parts.append(f"CUDA {device['cuda_version']}")
+    if device.get("driver_version"):
+        parts.append(f"driver {device['driver_version']}")
+    parts += [f"Python {device.get('python')}", str(device.get("platform"))]
+    return "; ".join(parts)
+
+
+def _status(e: NotebookEntry) -> str:
+    if e.status == "failed":
+        return "**failed**"
+    if e.status == "skipped":
+        return f"skipped ({e.skip_reason})" if e.skip_reason else "skipped"
+    return e.status + (" (dependency)" if e.added_as_dependency else "")
+
+
+def metrics_table(summary: RunSummary) -> list[str]:
+    """One Markdown table of every recorded metric: notebook, metric, value, unit."""
+    rows = [(e.name, k, v, e.units.get(k)) for e in summary.entries for k, v in e.metrics.items()]
+    if not rows:
+        return []
+    lines = ["| notebook | metric | value | unit |", "|---|---|---:|---|"]
+    lines += [f"| {_cell(n)} | {_cell(k)} | {_cell(_value(v, None))} | {_cell(u or '')} |" for n, k, v, u in rows]
+    return lines
+
+
 def render_markdown(summary: RunSummary) -> str:
-    """The run's ``summary.md``: facts of the run, a table of notebooks, then the failures."""
+    """The run's ``summary.md``: facts of the run, a table of notebooks, metrics, plots, failures."""
     d = summary.device
     git = summary.git
     commit = "not a git checkout" if git is None else f"`{git['commit']}`" + (" (dirty)" if git.get("dirty") else "")
@@ -168,16 +222,28 @@ def render_markdown(summary: RunSummary) -> str:
         + (f" (from `{summary.requested_profile}`)" if summary.requested_profile != summary.profile else ""),
         f"- **parameters**: {params}",
         f"- **commit**: {commit}",
-        f"- **device**: {describe_device(d)}; torch {d.get('torch')}; Python {d.get('python')}; {d.get('platform')}",
+        f"- **device**: {describe_device(d)}; {describe_software(d)}",
         f"- **notebooks**: {state}",
-        "",
-        "| notebook | status | duration | key metrics |",
-        "|---|---|---:|---|",
     ]
+    if summary.selection != "names":
+        lines.append(f"- **selection**: {'every notebook (--all)' if summary.selection == 'all' else 'the course'}")
+    if summary.added_dependencies:
+        lines.append(f"- **added as dependencies**: {', '.join(summary.added_dependencies)}")
+    if summary.artifacts_dir:
+        lines.append(f"- **artifacts** (`FACEKIT_ARTIFACTS`): `{summary.artifacts_dir}`")
+    for r in summary.reruns:
+        rc = (r.get("git") or {}).get("commit")
+        lines.append(f"- **rerun** {r.get('started')}: {', '.join(r.get('notebooks', []))}"
+                     + (f" at commit `{rc}`" if rc else ""))
+    lines += ["", "| notebook | status | duration | key metrics |", "|---|---|---:|---|"]
     for e in summary.entries:
         name = f"[{e.name}]({e.html})" if e.html else (f"[{e.name}]({e.ipynb})" if e.ipynb else e.name)
-        status = "**failed**" if e.status == "failed" else e.status
-        lines.append(f"| {name} | {status} | {format_duration(e.duration_s)} | {_cell(format_metrics(e))} |")
+        lines.append(f"| {name} | {_cell(_status(e))} | {format_duration(e.duration_s)} | {_cell(format_metrics(e))} |")
+    table = metrics_table(summary)
+    if table:
+        lines += ["", "## Metrics", ""] + table
+    if summary.plots:
+        lines += ["", "## Plots", ""] + [f"![{Path(p).stem}]({p})" for p in summary.plots]
     failed = summary.failed
     if failed:
         lines += ["", "## Failures", ""]
@@ -201,37 +267,3 @@ def write_summary(summary: RunSummary) -> None:
     """Write ``summary.json`` and ``summary.md`` into the run folder, each in one atomic rename."""
     write_json(summary.run_dir / "summary.json", summary.to_dict())
     write_text(summary.run_dir / "summary.md", render_markdown(summary))
-
-
-def update_index(reports_dir: str | Path) -> Path:
-    """Regenerate the runs table of ``<reports_dir>/README.md`` from every ``*/summary.json``.
-
-    The text above the ``<!-- runs -->`` marker is kept as it is (a README without the marker
-    keeps all its text above a new marker).
-    """
-    reports_dir = Path(reports_dir)
-    readme = reports_dir / "README.md"
-    header = DEFAULT_HEADER
-    if readme.exists():
-        text = readme.read_text(encoding="utf-8")
-        header = text.split(MARKER, 1)[0].rstrip("\n") + "\n"
-    rows = []
-    for path in sorted(reports_dir.glob("*/summary.json")):
-        try:
-            s = load_summary(path.parent)
-        except (OSError, ValueError, TypeError) as exc:
-            warnings.warn(f"skipping {path} in the reports index: {exc}", stacklevel=2)
-            continue
-        c = s.counts()
-        not_run = c["pending"] + c["running"]
-        done = f"{c['ok']} ok, {c['failed']} failed" + (f", {not_run} not run" if not_run else "")
-        date = (s.started or "")[:16].replace("T", " ")
-        device = f"{s.device_slug}: {describe_device(s.device)}"
-        link = f"[summary]({path.parent.name}/summary.md)"
-        row = f"| {_cell(s.name)} | {date} | {s.profile} | {_cell(device)} | {done} | {link} |"
-        rows.append((s.started or "", row))
-    rows.sort(key=lambda r: r[0], reverse=True)  # newest first
-    table = ["| run | date (UTC) | profile | device | notebooks | summary |", "|---|---|---|---|---|---|"]
-    table += [r for _, r in rows]
-    write_text(readme, header + "\n" + MARKER + "\n\n" + "\n".join(table) + "\n")
-    return readme
