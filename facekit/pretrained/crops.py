@@ -1,0 +1,298 @@
+"""FaceNet's photo pipeline: MTCNN detection -> the choice of face -> one 160x160 crop -> 512-d embedding.
+
+The pipeline of facenet-pytorch's examples: MTCNN (:class:`facekit.detection.MTCNNDetector`) finds
+every face with a probability; when it finds several, ``select`` decides which one is *the* face of
+the image: ``"center"`` (box centre nearest the image centre: LFW's subject is centred by
+construction), ``"confident"`` (highest MTCNN probability) or ``"largest"`` (largest box area). The
+box grows by ``margin`` pixels *of the final crop* (facenet-pytorch's ``extract_face`` convention) and
+is resized to ``size`` x ``size`` (PIL bilinear). No face: the centred ``size`` x ``size`` square.
+
+Cached in ``facekit.io.cache_dir("facenet_lfw")``, written atomically, keyed by the content digest
+of each image file (so moving the data keeps the cache) and the settings: the MTCNN detections (all
+faces, a few numbers per image: every ``select`` reuses them) and the embeddings of the default model
+(keyed by image and chosen face, so another ``select`` recomputes only the images where it picks another face).
+The crops themselves are not stored (590 MB for LFW); they are remade from the detections in ~2 ms.
+
+>>> settings = CropSettings(select="confident")
+>>> settings.tag()
+'mtcnn20-0.6-0.7-0.7-s160-m32-confident'
+>>> embeddings, found, num_faces = image_embeddings(["photo.jpg"], settings)  # doctest: +SKIP
+>>> embeddings.shape  # doctest: +SKIP
+(1, 512)
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from facekit.config import ConfigError
+from facekit.io import atomic_path, cache_dir
+
+SELECT_CHOICES = ("center", "confident", "largest")
+CACHE_SUBDIR = "facenet_lfw"
+CHECKPOINT_EVERY = 500  # images between two writes of the detection cache
+DEFAULT_BATCH = 32
+_HASH_CHUNK = 1 << 20
+
+
+@dataclass(frozen=True)
+class CropSettings:
+    size: int = 160  # crop side in pixels (FaceNet's input)
+    margin: int = 32  # pixels of the *final* crop added around the MTCNN box (facenet-pytorch's convention)
+    select: str = "center"  # several faces: "center" | "confident" | "largest" (see the module docstring)
+    min_face_size: int = 20  # MTCNN's smallest face in pixels
+    thresholds: tuple = (0.6, 0.7, 0.7)  # MTCNN's P-, R-, O-Net probability thresholds
+
+    def __post_init__(self):
+        if self.select not in SELECT_CHOICES:
+            raise ConfigError(f"select={self.select!r} is not accepted; use one of {', '.join(SELECT_CHOICES)}")
+        if not 0 <= self.margin < self.size:
+            raise ConfigError(f"margin={self.margin} must be in [0, size={self.size})")
+        if len(self.thresholds) != 3:
+            raise ConfigError(f"thresholds={self.thresholds!r}: give MTCNN's three probability thresholds")
+        object.__setattr__(self, "thresholds", tuple(float(t) for t in self.thresholds))
+
+    def detector_tag(self) -> str:
+        return f"mtcnn{self.min_face_size}-" + "-".join(f"{t:g}" for t in self.thresholds)
+
+    def tag(self) -> str:
+        return f"{self.detector_tag()}-s{self.size}-m{self.margin}-{self.select}"
+
+
+@dataclass(frozen=True)
+class FaceBoxes:
+    """Every face MTCNN found in one image (k may be 0)."""
+
+    boxes: np.ndarray  # (k, 4) float32 x1, y1, x2, y2 in pixels
+    probs: np.ndarray  # (k,) float32 O-Net face probability
+    points: np.ndarray = field(repr=False)  # (k, 5, 2) float32 eyes, nose, mouth corners
+
+
+def file_digest(path) -> str:
+    """First 16 hex digits of the sha256 of a file's bytes (the cache key of an image)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(_HASH_CHUNK), b""):
+            digest.update(chunk)
+    return digest.hexdigest()[:16]
+
+
+def _read_rgb(path):
+    from PIL import Image
+
+    with Image.open(path) as im:
+        return im.convert("RGB")
+
+
+def select_face(faces: FaceBoxes, width: int, height: int, select: str = "center") -> int | None:
+    """Index of the face ``select`` picks among ``faces`` of a ``width`` x ``height`` image (None: no face).
+
+    >>> f = FaceBoxes(np.array([[0, 0, 50, 50], [90, 90, 110, 110]], np.float32), np.array([0.99, 0.9]), None)
+    >>> select_face(f, 200, 200, "center"), select_face(f, 200, 200, "confident"), select_face(f, 200, 200, "largest")
+    (1, 0, 0)
+    """
+    if select not in SELECT_CHOICES:
+        raise ValueError(f"select={select!r} is not accepted; use one of {', '.join(SELECT_CHOICES)}")
+    boxes = np.asarray(faces.boxes, dtype=np.float64).reshape(-1, 4)
+    if len(boxes) == 0:
+        return None
+    if select == "center":
+        centres = (boxes[:, :2] + boxes[:, 2:]) / 2
+        return int(np.argmin(np.linalg.norm(centres - np.array([width / 2, height / 2]), axis=1)))
+    if select == "confident":
+        return int(np.argmax(np.asarray(faces.probs, dtype=np.float64)))
+    return int(np.argmax((boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])))
+
+
+def crop_face(image, box, size: int = 160, margin: int = 32) -> np.ndarray:
+    """The ``size`` x ``size`` crop of ``box`` plus ``margin`` final-image pixels (facenet-pytorch's ``extract_face``).
+
+    Args:
+        image: a PIL image or an (H, W, 3) uint8 array.
+        box: (4,) x1, y1, x2, y2 in pixels, or None: the centred ``size`` x ``size`` square (an image smaller
+            than that: its centred square of the shorter side, resized).
+
+    Returns:
+        (size, size, 3) uint8 RGB.
+    """
+    from PIL import Image
+
+    img = image if isinstance(image, Image.Image) else Image.fromarray(np.asarray(image, dtype=np.uint8))
+    if box is None:  # the centred square of side min(size, width, height), resized to size if smaller
+        side = min(size, img.width, img.height)
+        left, top = (img.width - side) // 2, (img.height - side) // 2
+        crop = img.crop((left, top, left + side, top + side))
+        return np.asarray(crop if side == size else crop.resize((size, size), Image.BILINEAR), dtype=np.uint8).copy()
+    box = np.asarray(box, dtype=np.float64)
+    mx, my = margin * (box[2] - box[0]) / (size - margin), margin * (box[3] - box[1]) / (size - margin)
+    ltrb = (int(max(box[0] - mx / 2, 0)), int(max(box[1] - my / 2, 0)),
+            int(min(box[2] + mx / 2, img.width)), int(min(box[3] + my / 2, img.height)))
+    return np.asarray(img.crop(ltrb).resize((size, size), Image.BILINEAR), dtype=np.uint8).copy()
+
+
+def _load_detections(path: Path) -> dict[str, FaceBoxes]:
+    if not path.is_file():
+        return {}
+    try:
+        with np.load(path, allow_pickle=False) as d:
+            keys, counts = d["keys"].tolist(), d["counts"]
+            boxes, probs, points = d["boxes"], d["probs"], d["points"]
+    except (OSError, ValueError, KeyError):  # a damaged cache is recomputed, never trusted
+        return {}
+    ends = np.cumsum(counts)
+    return {k: FaceBoxes(boxes[e - c:e], probs[e - c:e], points[e - c:e]) for k, c, e in zip(keys, counts, ends)}
+
+
+def _save_detections(path: Path, entries: dict[str, FaceBoxes]) -> None:
+    keys = sorted(entries)
+    def cat(name, shape):
+        parts = [getattr(entries[k], name) for k in keys]
+        return np.concatenate(parts).astype(np.float32) if keys else np.zeros((0, *shape), np.float32)
+
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        np.savez(f, keys=np.array(keys), counts=np.array([len(entries[k].boxes) for k in keys], np.int64),
+                 boxes=cat("boxes", (4,)), probs=cat("probs", ()), points=cat("points", (5, 2)))
+
+
+def detect_faces(paths: Sequence, settings: CropSettings = CropSettings(), *, cache: bool = True,
+                 detector=None, progress: bool = False) -> list[FaceBoxes]:
+    """Every MTCNN face of each image, cached by file digest and detector settings.
+
+    Args:
+        paths: image files.
+        settings: only ``min_face_size`` and ``thresholds`` matter here.
+        cache: read/write ``cache_dir("facenet_lfw")/detections-<detector tag>.npz``.
+        detector: an object with ``detect(image) -> facekit.detection.Detections`` (default: a CPU
+            :class:`facekit.detection.MTCNNDetector` with ``settings``); a custom one is not cached.
+        progress: show a tqdm bar over the images to detect.
+    """
+    paths = [Path(p) for p in paths]
+    cache = cache and detector is None
+    where = cache_dir(CACHE_SUBDIR, f"detections-{settings.detector_tag()}.npz")
+    entries = _load_detections(where) if cache else {}
+    keys = [file_digest(p) for p in paths]
+    todo = [(k, p) for k, p in dict(zip(keys, paths)).items() if k not in entries]
+    if todo:
+        if detector is None:
+            from facekit.detection.baselines import MTCNNDetector
+
+            detector = MTCNNDetector(min_face_size=settings.min_face_size, thresholds=settings.thresholds)
+        if progress:
+            from tqdm.auto import tqdm
+
+            todo = tqdm(todo, desc="MTCNN")
+        for n, (key, path) in enumerate(todo, 1):
+            det = detector.detect(np.asarray(_read_rgb(path)))
+            pts = det.landmarks if det.landmarks is not None else torch.zeros(len(det.boxes), 5, 2)
+            entries[key] = FaceBoxes(det.boxes.numpy().astype(np.float32).reshape(-1, 4),
+                                     det.scores.numpy().astype(np.float32).reshape(-1),
+                                     pts.numpy().astype(np.float32).reshape(-1, 5, 2))
+            if cache and (n % CHECKPOINT_EVERY == 0 or n == len(todo)):  # an interrupted run keeps its work
+                _save_detections(where, entries)
+    return [entries[k] for k in keys]
+
+
+def face_crops(paths: Sequence, settings: CropSettings = CropSettings(), *, cache: bool = True,
+               detector=None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One crop per image through the whole pipeline (detect, select, crop).
+
+    Returns:
+        ``(crops (N, size, size, 3) uint8, found (N,) bool, num_faces (N,) int)``; ``found`` is False
+        where MTCNN saw no face and the centre crop was used.
+
+    >>> crops, found, num_faces = face_crops(["Aaron_Peirsol_0001.jpg"])  # doctest: +SKIP
+    >>> crops.shape, crops.dtype  # doctest: +SKIP
+    ((1, 160, 160, 3), dtype('uint8'))
+    """
+    faces = detect_faces(paths, settings, cache=cache, detector=detector)
+    crops = np.zeros((len(faces), settings.size, settings.size, 3), np.uint8)
+    for i, (path, f) in enumerate(zip(paths, faces)):
+        img = _read_rgb(path)
+        pick = select_face(f, img.width, img.height, settings.select)
+        crops[i] = crop_face(img, None if pick is None else f.boxes[pick], settings.size, settings.margin)
+    counts = np.array([len(f.boxes) for f in faces], dtype=np.int64)
+    return crops, counts > 0, counts
+
+
+def embed_crops(model: torch.nn.Module, crops, *, batch_size: int = DEFAULT_BATCH, device="cpu") -> np.ndarray:
+    """(N, 512) float32 embeddings of (N, H, W, 3) uint8 crops, ``batch_size`` at a time (standardised here)."""
+    from facekit.pretrained.facenet import standardize_faces
+
+    crops = np.asarray(crops)
+    if crops.ndim != 4 or crops.shape[-1] != 3:
+        raise ValueError(f"expected crops (N, H, W, 3), got shape {crops.shape}")
+    model = model.to(device).eval()
+    out = []
+    with torch.inference_mode():
+        for s in range(0, len(crops), batch_size):
+            x = torch.from_numpy(np.ascontiguousarray(crops[s:s + batch_size])).permute(0, 3, 1, 2)  # (b, 3, H, W)
+            out.append(model(standardize_faces(x).to(device)).float().cpu().numpy())
+    return np.concatenate(out) if out else np.zeros((0, 512), np.float32)
+
+
+def image_embeddings(paths: Sequence, settings: CropSettings = CropSettings(), *, model=None,
+                     batch_size: int = DEFAULT_BATCH, device="cpu", cache: bool = True
+                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """FaceNet embeddings of images through the whole pipeline, cached (default model only).
+
+    Args:
+        paths: image files.
+        settings: crop settings (see :class:`CropSettings`).
+        model: a FaceNet module (default: :func:`facekit.pretrained.load_facenet`); a custom one is not cached.
+        batch_size, device: as in :func:`embed_crops`.
+        cache: detections and embeddings under ``cache_dir("facenet_lfw")``.
+
+    Returns:
+        ``(embeddings (N, 512) float32, found (N,) bool, num_faces (N,) int)``.
+    """
+    from PIL import Image
+
+    from facekit.pretrained.facenet import _sha256, load_facenet
+    from facekit.pretrained.facenet_graph import facenet_graph_path
+
+    paths = [Path(p) for p in paths]
+    faces = detect_faces(paths, settings, cache=cache)
+    counts = np.array([len(f.boxes) for f in faces], dtype=np.int64)
+    picks = []
+    for path, f in zip(paths, faces):
+        if len(f.boxes) < 2:
+            picks.append(0 if len(f.boxes) else -1)  # -1: no face, the centred square
+        else:
+            with Image.open(path) as im:
+                picks.append(select_face(f, im.width, im.height, settings.select))
+    # the key names the face, not the rule: another `select` recomputes only the images where it picks another face
+    keys = [f"{file_digest(p)}#{i}" for p, i in zip(paths, picks)]
+    use_cache = cache and model is None
+    where = None
+    entries: dict[str, np.ndarray] = {}
+    if use_cache:
+        crop_tag = f"{settings.detector_tag()}-s{settings.size}-m{settings.margin}"
+        where = cache_dir(CACHE_SUBDIR, f"embeddings-{_sha256(facenet_graph_path())[:16]}-{crop_tag}.npz")
+        if where.is_file():
+            try:
+                with np.load(where, allow_pickle=False) as d:
+                    entries = dict(zip(d["keys"].tolist(), d["embeddings"]))
+            except (OSError, ValueError, KeyError):  # a damaged cache is recomputed, never trusted
+                entries = {}
+    todo = [i for i, k in enumerate(keys) if k not in entries]
+    if todo:
+        crops = np.stack([crop_face(_read_rgb(paths[i]), None if picks[i] < 0 else faces[i].boxes[picks[i]],
+                                    settings.size, settings.margin) for i in todo])
+        emb = embed_crops(load_facenet() if model is None else model, crops, batch_size=batch_size, device=device)
+        entries.update({keys[i]: e for i, e in zip(todo, emb)})
+        if use_cache:
+            names = sorted(entries)
+            with atomic_path(where) as tmp, open(tmp, "wb") as f:
+                np.savez(f, keys=np.array(names), embeddings=np.stack([entries[n] for n in names]))
+    out = np.stack([entries[k] for k in keys]) if keys else np.zeros((0, 512), np.float32)
+    return out, counts > 0, counts
+
+
+__all__ = ["CropSettings", "FaceBoxes", "SELECT_CHOICES", "select_face", "crop_face", "detect_faces", "face_crops",
+           "embed_crops", "image_embeddings", "file_digest"]

@@ -1,0 +1,183 @@
+"""Transfer with a real pretrained face model: FaceNet cut into stages, few-shot enrolment, open-set rejection.
+
+* :class:`FacenetSlice` runs a contiguous range of FaceNet's named stages (``FACENET_STAGES``), sharing the
+  parameters of the model it is cut from. ``FacenetSlice(net, stop="block8")`` is a frozen trunk whose
+  outputs are computed once and cached; ``FacenetSlice(net, start="block8")`` is the part that partial
+  fine-tuning trains on them; the two composed are the whole model.
+* :func:`keep_norm_stats`: the converted FaceNet has its batch norms folded into (identity) BatchNorm
+  layers, so training with batch statistics would change the function; fine-tuning keeps every
+  BatchNorm in eval mode.
+* :func:`few_shot_split`, :func:`enrol`, :func:`identify`: a gallery of ``shots`` images per person, one
+  mean unit-length template per person, nearest template by cosine.
+* :func:`choose_open_set_threshold` and :func:`open_set_metrics`: reject a probe whose best cosine is below a
+  threshold chosen on held-out people (the "unknowns" seen at calibration are not the ones tested).
+
+>>> labels = np.array([0, 0, 0, 1, 1, 1])
+>>> enrol_idx, probe_idx = few_shot_split(labels, shots=1, seed=0)
+>>> len(enrol_idx), len(probe_idx)
+(2, 4)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+FACENET_STAGES = ("conv2d_1a", "conv2d_2a", "conv2d_2b", "maxpool_3a", "conv2d_3b", "conv2d_4a", "conv2d_4b",
+                  "repeat_1", "mixed_6a", "repeat_2", "mixed_7a", "repeat_3", "block8", "avgpool_1a", "dropout",
+                  "last_linear", "last_bn")  # facenet_pytorch.InceptionResnetV1.forward, in order
+
+
+class FacenetSlice(nn.Module):
+    """FaceNet's stages ``[start, stop)`` as a module (parameters shared with ``model``).
+
+    Args:
+        model: a ``facenet_pytorch.InceptionResnetV1`` (e.g. :func:`facekit.pretrained.load_facenet`), not classifying.
+        start: first stage run (default: the input); stop: first stage *not* run (default: run to the end,
+            which includes the L2 normalisation of the embedding).
+
+    >>> from facenet_pytorch import InceptionResnetV1  # doctest: +SKIP
+    >>> net = InceptionResnetV1().eval()  # doctest: +SKIP
+    >>> trunk, head = FacenetSlice(net, stop="block8"), FacenetSlice(net, start="block8")  # doctest: +SKIP
+    >>> trunk(torch.zeros(1, 3, 160, 160)).shape  # doctest: +SKIP
+    torch.Size([1, 1792, 3, 3])
+    """
+
+    def __init__(self, model: nn.Module, start: str | None = None, stop: str | None = None):
+        super().__init__()
+        for name, value in (("start", start), ("stop", stop)):
+            if value is not None and value not in FACENET_STAGES:
+                raise ValueError(f"{name}={value!r} is not a FaceNet stage; accepted: {', '.join(FACENET_STAGES)}")
+        if getattr(model, "classify", False):
+            raise ValueError("model.classify is True: give the embedding model (InceptionResnetV1(classify=False))")
+        i = 0 if start is None else FACENET_STAGES.index(start)
+        j = len(FACENET_STAGES) if stop is None else FACENET_STAGES.index(stop)
+        if i >= j:
+            raise ValueError(f"empty slice: start={start!r} is not before stop={stop!r}")
+        self.names = FACENET_STAGES[i:j]
+        self.stages = nn.ModuleDict({n: getattr(model, n) for n in self.names})
+        self.normalize = j == len(FACENET_STAGES)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for name in self.names:
+            if name == "last_linear":
+                x = x.flatten(1)  # (B, 1792, 1, 1) -> (B, 1792)
+            x = self.stages[name](x)
+        return F.normalize(x, p=2, dim=1) if self.normalize else x
+
+    def extra_repr(self) -> str:
+        return f"{self.names[0]} .. {self.names[-1]}" + (" + L2 normalise" if self.normalize else "")
+
+
+def _eval_hook(module: nn.Module, args):
+    module.training = False
+
+
+def keep_norm_stats(model: nn.Module) -> int:
+    """Make every BatchNorm of ``model`` normalise with its stored statistics, even in ``train()``; returns how many."""
+    count = 0
+    for m in model.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm) and not getattr(m, "_facekit_keep_stats", False):
+            m.register_forward_pre_hook(_eval_hook)
+            m._facekit_keep_stats = True
+            count += 1
+    return count
+
+
+def few_shot_split(labels, shots: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Per person, ``shots`` random images to enrol and the rest as probes.
+
+    Returns:
+        ``(enrol_idx, probe_idx)`` sorted index arrays; a person needs more than ``shots`` images.
+    """
+    labels = np.asarray(labels)
+    if shots < 1:
+        raise ValueError(f"shots={shots} must be >= 1")
+    rng = np.random.default_rng(seed)
+    enrol_idx, probe_idx = [], []
+    for person in np.unique(labels):
+        idx = np.flatnonzero(labels == person)
+        if len(idx) <= shots:
+            raise ValueError(f"person {person!r} has {len(idx)} images; shots={shots} leaves no probe")
+        idx = rng.permutation(idx)
+        enrol_idx += idx[:shots].tolist()
+        probe_idx += idx[shots:].tolist()
+    return np.sort(enrol_idx), np.sort(probe_idx)
+
+
+@dataclass(frozen=True)
+class Gallery:
+    templates: np.ndarray  # (C, D) unit-length mean embedding of each enrolled person
+    labels: np.ndarray  # (C,) their identities
+    shots: np.ndarray  # (C,) images enrolled per person
+
+
+def enrol(embeddings, labels) -> Gallery:
+    """One template per person: the normalised mean of their (normalised) enrolment embeddings."""
+    emb = np.asarray(embeddings, dtype=np.float64)
+    labels = np.asarray(labels)
+    if emb.ndim != 2 or len(emb) != len(labels) or len(emb) == 0:
+        raise ValueError(f"expected (N, D) embeddings and (N,) labels, N > 0; got {emb.shape} and {labels.shape}")
+    emb = emb / np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-12)
+    people, inverse, counts = np.unique(labels, return_inverse=True, return_counts=True)
+    sums = np.zeros((len(people), emb.shape[1]))
+    np.add.at(sums, inverse, emb)
+    return Gallery(sums / np.maximum(np.linalg.norm(sums, axis=1, keepdims=True), 1e-12), people, counts)
+
+
+def identify(gallery: Gallery, probes) -> tuple[np.ndarray, np.ndarray]:
+    """Nearest template by cosine: ``(predicted labels (P,), best cosine (P,))``."""
+    p = np.asarray(probes, dtype=np.float64)
+    if p.ndim != 2 or p.shape[1] != gallery.templates.shape[1]:
+        raise ValueError(f"expected probes (P, {gallery.templates.shape[1]}), got {p.shape}")
+    p = p / np.maximum(np.linalg.norm(p, axis=1, keepdims=True), 1e-12)
+    cos = p @ gallery.templates.T  # (P, C)
+    best = cos.argmax(1)
+    return gallery.labels[best], cos[np.arange(len(p)), best]
+
+
+@dataclass(frozen=True)
+class OpenSetResult:
+    threshold: float  # accept a probe when its best cosine is >= threshold
+    accuracy: float  # known probes accepted with the right name + unknown probes rejected, over all probes
+    unknown_rejection: float  # fraction of unknown people's probes rejected
+    known_false_rejection: float  # fraction of enrolled people's probes rejected
+    known_identification: float  # fraction of enrolled people's probes accepted *and* named correctly
+
+
+def open_set_metrics(threshold: float, known_scores, known_correct, unknown_scores) -> OpenSetResult:
+    """Open-set identification at ``threshold`` from the best cosine of each probe (see :func:`identify`)."""
+    ks, kc, us = (np.asarray(known_scores, float), np.asarray(known_correct, bool), np.asarray(unknown_scores, float))
+    if len(ks) != len(kc) or len(ks) + len(us) == 0:
+        raise ValueError(f"known_scores ({len(ks)}) and known_correct ({len(kc)}) must match, and probes must exist")
+    accept_k, reject_u = ks >= threshold, us < threshold
+    good = (accept_k & kc).sum() + reject_u.sum()
+    frac = lambda x: float(x.mean()) if len(x) else float("nan")  # noqa: E731
+    return OpenSetResult(float(threshold), float(good / (len(ks) + len(us))), frac(reject_u), frac(~accept_k),
+                         frac(accept_k & kc))
+
+
+def choose_open_set_threshold(known_scores, known_correct, unknown_scores) -> float:
+    """The threshold that maximises open-set accuracy (see :class:`OpenSetResult`) on a calibration set.
+
+    Candidates are the midpoints between consecutive distinct scores (and one below / above all);
+    ties keep the lowest threshold.
+
+    >>> choose_open_set_threshold([0.9, 0.8, 0.3], [True, True, False], [0.5, 0.2])
+    0.65
+    """
+    scores = np.unique(np.concatenate([np.asarray(known_scores, float), np.asarray(unknown_scores, float)]))
+    if scores.size == 0:
+        raise ValueError("no calibration scores")
+    candidates = np.concatenate([[scores[0] - 1e-6], (scores[1:] + scores[:-1]) / 2, [scores[-1] + 1e-6]])
+    acc = [open_set_metrics(t, known_scores, known_correct, unknown_scores).accuracy for t in candidates]
+    return float(candidates[int(np.argmax(acc))])
+
+
+__all__ = ["FACENET_STAGES", "FacenetSlice", "keep_norm_stats", "few_shot_split", "Gallery", "enrol", "identify",
+           "OpenSetResult", "open_set_metrics", "choose_open_set_threshold"]
