@@ -1,11 +1,14 @@
-"""The course's single training loop, its callbacks and checkpoints."""
+"""The course's single training loop, its callbacks and checkpoints, and the fine-tuning pieces."""
 
 from facekit.train.callbacks import Callback, EarlyStopping, PlotHistory
 from facekit.train.checkpoint import load_checkpoint, save_checkpoint
+from facekit.train.finetune import (count_trainable, freeze, layer_decay_scales, layer_prefixes, linear_probe,
+                                    param_groups, trainable_parameters, unfreeze)
 from facekit.train.loop import TrainConfig, History, FitState, accuracy, evaluate, fit, predict
 from facekit.train.plots import plot_history
 from facekit.train.seed import epoch_seed, resolve_device, seed_everything
 
 __all__ = ["Callback", "EarlyStopping", "PlotHistory", "TrainConfig", "History", "FitState", "accuracy",
            "evaluate", "fit", "predict", "plot_history", "load_checkpoint", "save_checkpoint",
-           "epoch_seed", "resolve_device", "seed_everything"]
+           "epoch_seed", "resolve_device", "seed_everything", "freeze", "unfreeze", "trainable_parameters",
+           "count_trainable", "param_groups", "layer_decay_scales", "layer_prefixes", "linear_probe"]

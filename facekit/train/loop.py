@@ -58,9 +58,39 @@ def accuracy(outputs: torch.Tensor, targets: torch.Tensor) -> float:
 
 @dataclass
 class History:
-    """One dict per epoch: ``epoch``, ``train_loss``, ``val_loss``, ``train_<metric>``, ..., ``lr``, ``time_s``."""
+    """One dict per epoch: ``epoch``, ``train_loss``, ``val_loss``, ``train_<metric>``, ..., ``lr``, ``time_s``.
+
+    ``stopped_epoch`` is the last epoch run when a callback (early stopping) ended training before
+    ``config.epochs``, else None. ``time_to`` reads the time to reach a target from the records.
+
+    >>> h = History([{"epoch": 1, "val_acc": 0.5, "time_s": 2.0}, {"epoch": 2, "val_acc": 0.8, "time_s": 3.0}])
+    >>> h.time_to("val_acc", 0.7)
+    (2, 5.0)
+    """
 
     records: list[dict] = field(default_factory=list)
+    stopped_epoch: int | None = None
+
+    def first(self, key: str, target: float, mode: str = "max") -> dict | None:
+        """The first record whose `key` reaches `target` (>= for mode 'max', <= for 'min'), or None."""
+        choice(mode, ("min", "max"), name="mode")
+        for r in self.records:
+            if key in r and r[key] is not None and (r[key] >= target if mode == "max" else r[key] <= target):
+                return r
+        return None
+
+    def time_to(self, key: str, target: float, mode: str = "max") -> tuple[int, float] | None:
+        """(epochs, seconds) until `key` first reaches `target`: the 1-based epoch and the summed ``time_s``
+        of the epochs up to it; None when it never does."""
+        hit = self.first(key, target, mode)
+        if hit is None:
+            return None
+        seconds = sum(r.get("time_s", 0.0) for r in self.records if r["epoch"] <= hit["epoch"])
+        return hit["epoch"], seconds
+
+    def total_time(self) -> float:
+        """Seconds of all epochs (the sum of ``time_s``)."""
+        return sum(r.get("time_s", 0.0) for r in self.records)
 
     def __getitem__(self, key: str) -> list:
         return [r.get(key) for r in self.records]
@@ -117,8 +147,35 @@ def _loader(data, config: TrainConfig, *, shuffle: bool, epoch: int, device: tor
                       pin_memory=device.type == "cuda", persistent_workers=False)
 
 
-def _make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
-    params = [p for p in model.parameters() if p.requires_grad]
+def _check_groups(model: nn.Module, param_groups: Sequence[Mapping]) -> list[dict]:
+    """Copies of `param_groups` (each with ``params`` and an optional ``lr_scale``), checked against `model`."""
+    owned = {id(p) for p in model.parameters()}
+    groups, seen = [], set()
+    for i, g in enumerate(param_groups):
+        if not isinstance(g, Mapping) or "params" not in g:
+            raise ValueError(f"param_groups[{i}] must be a dict with 'params' (see facekit.train.param_groups)")
+        g = dict(g)
+        g["params"] = [p for p in g["params"] if p.requires_grad]
+        for p in g["params"]:
+            if id(p) not in owned:
+                raise ValueError(f"param_groups[{i}] ({g.get('name', 'unnamed')}) holds a parameter that is not "
+                                 f"in the model being trained")
+            if id(p) in seen:
+                raise ValueError(f"param_groups[{i}] ({g.get('name', 'unnamed')}) repeats a parameter of an "
+                                 f"earlier group")
+            seen.add(id(p))
+        g.setdefault("lr_scale", 1.0)
+        if g["params"]:
+            groups.append(g)
+    if not groups:
+        raise ValueError("param_groups holds no trainable parameter")
+    return groups
+
+
+def _make_optimizer(model: nn.Module, config: TrainConfig,
+                    param_groups: Sequence[Mapping] | None = None) -> torch.optim.Optimizer:
+    params = ([p for p in model.parameters() if p.requires_grad] if param_groups is None
+              else _check_groups(model, param_groups))
     if config.optimizer == "adam":
         return torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
     if config.optimizer == "adamw":
@@ -179,7 +236,8 @@ def predict(model: nn.Module, data, *, device="auto", batch_size: int = 256) -> 
 
 def fit(model: nn.Module, train, val=None, *, config: TrainConfig | Mapping | None = None,
         loss_fn: Callable | None = None, metrics: Mapping[str, Callable] | None = None,
-        callbacks: Sequence[Callback] = (), forward: Callable | None = None, **overrides) -> History:
+        callbacks: Sequence[Callback] = (), forward: Callable | None = None,
+        param_groups: Sequence[Mapping] | None = None, **overrides) -> History:
     """Train `model` on `train` (Dataset or DataLoader); evaluate on `val` after each epoch.
 
     Args:
@@ -193,6 +251,10 @@ def fit(model: nn.Module, train, val=None, *, config: TrainConfig | Mapping | No
         callbacks: :class:`Callback` objects (early stopping, plots).
         forward: ``forward(model, batch, device) -> (outputs, targets)`` for batches that are
             not ``(x, y)``.
+        param_groups: optimizer groups, dicts with ``params`` and ``lr_scale`` (the group's learning
+            rate is ``lr(epoch) * lr_scale``, warm-up and schedule included), e.g. from
+            :func:`facekit.train.param_groups`; None = every trainable parameter at ``lr``. Parameters
+            left out of every group are not trained.
 
     Returns:
         The :class:`History`, one record per epoch.
@@ -208,7 +270,7 @@ def fit(model: nn.Module, train, val=None, *, config: TrainConfig | Mapping | No
     loss_fn = loss_fn or nn.CrossEntropyLoss()
     metrics = {"accuracy": accuracy} if metrics is None else dict(metrics)
     forward = forward or _default_forward
-    optimizer = _make_optimizer(model, config)
+    optimizer = _make_optimizer(model, config, param_groups)
     autocast, scaler = _autocast(device, config.amp)
     state = FitState(model, optimizer, History(), config, device)
     start_epoch = 0
@@ -289,6 +351,8 @@ def fit(model: nn.Module, train, val=None, *, config: TrainConfig | Mapping | No
                 "config": dataclasses.asdict(config),
             })
     epochs.close()
+    if state.stop and state.history.records and state.history.records[-1]["epoch"] < config.epochs:
+        state.history.stopped_epoch = state.history.records[-1]["epoch"]
     for cb in callbacks:
         cb.on_fit_end(state)
     return state.history
