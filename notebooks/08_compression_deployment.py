@@ -1,0 +1,705 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     notebook_metadata_filter: kernelspec,jupytext,-jupytext.text_representation.jupytext_version
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # Chapter 8 — Compression, export and face search
+#
+# Both source articles name compute cost as an open problem of face recognition in enterprises: a strong
+# embedding network is large and slow, and a deployment runs it on CPUs, phones and cameras. This chapter takes
+# a **real** pretrained face model, dlib's face-recognition ResNet (loaded into PyTorch by
+# `facekit.pretrained.load_dlib_resnet`; 150x150 chips, 128-d descriptors), and measures what each compression
+# method buys and costs:
+#
+# 1. int8 quantisation from scratch: the affine map, per-tensor against per-channel scales;
+# 2. post-training **dynamic** int8 (`quantize_dynamic`, Linear layers only), **static** int8 (observers,
+#    calibration on real chips), **fp16** and **bf16**, global **magnitude pruning**, and **knowledge
+#    distillation** into a MobileFaceNet-sized student; for each: size on disk, CPU latency, and LFW verification
+#    (TAR@FAR and k-fold accuracy) beside the fp32 model;
+# 3. **ONNX** export and onnxruntime inference, with the numerical parity asserted;
+# 4. a working **face search**: enrol a gallery, search probes with a vector index (faiss), set the decision
+#    threshold from a target false alarm rate, and measure the open-set rejection of people who are not enrolled.
+#
+# Every number comes from this run; the `cpu` profile runs a subset of LFW's pairs, the `gpu` profile all 6,000.
+# All compressed models run on the **CPU** here (int8 kernels are CPU kernels); only the student's training
+# uses the GPU when there is one.
+
+# %% tags=["parameters"]
+profile = "auto"  # smoke | cpu | gpu | auto (auto: $FACEKIT_PROFILE, else gpu if CUDA, else cpu)
+data_root = ""  # folder with lfw/; empty: FACEKIT_DATA, ./data, ../shared/datasets; LFW absent -> synthetic faces
+quant_backend = "x86"  # int8 kernels: x86 | fbgemm | onednn | qnnpack (ARM)
+latency_threads = 1  # intra-op threads while timing: 1 = per-core latency (steady on a shared machine); 0 = all
+seed = 0
+
+# %%
+import copy
+import tempfile
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import facekit as fk
+from facekit.compress import (ChipInput, EmbeddingDistillLoss, OnnxEmbedder, affine_qparams, cast_precision,
+                              dynamic_int8, export_onnx, fake_quantize, global_magnitude_prune,
+                              compare_latency, layer_coverage, mean_cosine, onnx_max_abs_diff, sparsity,
+                              state_dict_mb, static_int8)
+from facekit.data import SyntheticFaces, available_datasets, make_pairs, read_image
+from facekit.metrics import cosine_scores, kfold_accuracy, tar_at_far
+from facekit.models import count_parameters, create_embedding
+from facekit.pretrained import compute_descriptors, load_dlib_resnet
+from facekit.reports import record
+from facekit.search import FaceIndex, faiss_available, open_set_rates, threshold_at_far
+from facekit.train import fit, resolve_device
+
+fk.viz.setup_notebook()
+T0 = time.perf_counter()
+
+
+@dataclass(frozen=True)
+class Sizes:
+    eval_folds: tuple  # LFW folds of pairs.txt evaluated (0-based)
+    pairs_per_fold: int  # the first n/2 genuine and n/2 impostor pairs of each evaluated fold (600 = all)
+    far: float  # the FAR of the TAR@FAR column and of the search threshold
+    calib_images: int  # chips that calibrate static int8 (people outside the evaluated folds)
+    distill_images: int  # chips the student learns from (people outside the evaluated folds; 0 = all)
+    student: str  # facekit.models.create_embedding preset of the student
+    student_size: int  # the student's input side (chips are resized to it)
+    distill_epochs: int
+    fp16_eval_images: int  # fp16 compute is slow on CPUs: its embeddings are checked on this many chips (0 = all)
+    latency_batch: int  # images per call of the throughput measurement
+    latency_repeats: int  # timed calls of each model (the median counts)
+    latency_seconds: float  # a slow model (fp16 on a CPU) gets fewer timed calls, about this many seconds
+    prune_amounts: tuple  # fractions of weights zeroed by global magnitude pruning
+    known_people: int  # search: enrolled people (each with >= enrol + probes images)
+    enrol_per_person: int  # gallery images of each enrolled person
+    probes_per_person: int  # probe images of each enrolled person
+    unknown_people: int  # search: people never enrolled, half to set the threshold, half to test it
+
+
+PROFILE, S = fk.profiles.pick(
+    profile,
+    smoke=Sizes(eval_folds=(0, 5), pairs_per_fold=10, far=0.1, calib_images=16, distill_images=32,
+                student="mobilefacenet_tiny", student_size=64, distill_epochs=1, fp16_eval_images=4,
+                latency_batch=4, latency_repeats=3, latency_seconds=1.0, prune_amounts=(0.5,), known_people=6,
+                enrol_per_person=1,
+                probes_per_person=2, unknown_people=12),
+    cpu=Sizes(eval_folds=tuple(range(10)), pairs_per_fold=40, far=0.01, calib_images=128, distill_images=600,
+              student="mobilefacenet_tiny", student_size=64, distill_epochs=8, fp16_eval_images=32,
+              latency_batch=16, latency_repeats=10, latency_seconds=8.0, prune_amounts=(0.3, 0.5, 0.7), known_people=50,
+              enrol_per_person=2, probes_per_person=2, unknown_people=200),
+    gpu=Sizes(eval_folds=tuple(range(10)), pairs_per_fold=600, far=0.001, calib_images=512, distill_images=0,
+              student="mobilefacenet", student_size=112, distill_epochs=60, fp16_eval_images=256,
+              latency_batch=32, latency_repeats=20, latency_seconds=10.0, prune_amounts=(0.3, 0.5, 0.7),
+              known_people=300,
+              enrol_per_person=2, probes_per_person=2, unknown_people=1000),
+)
+DEVICE = resolve_device("auto")
+ROOT = data_root or None
+REAL = available_datasets(ROOT).get("lfw") is not None
+CHIP = 150  # dlib's chip side
+rng = np.random.default_rng(seed)
+torch.manual_seed(seed)
+record("profile", PROFILE)
+print(f"profile={PROFILE}, device for training={DEVICE}, LFW found: {REAL}, torch threads: {torch.get_num_threads()}, "
+      f"int8 engines: {torch.backends.quantized.supported_engines}")
+
+# %% [markdown]
+# ## 1. Data: aligned chips of LFW
+#
+# The teacher takes dlib's aligned 150x150 chips: HOG face detection, 5 landmarks, a similarity transform to
+# dlib's template (`facekit.pretrained.image_landmarks`, cached in `$FACEKIT_CACHE`, then `face_chip`). Three
+# disjoint uses:
+#
+# - **evaluation**: the first `pairs_per_fold` pairs (half genuine, half impostor) of each evaluated fold of
+#   `pairs.txt`;
+# - **calibration and distillation**: images of people who appear in **none** of the evaluated folds, so the
+#   student and the int8 observers never see a person they are tested on;
+# - **search**: enrolled people with several images, and people never enrolled (section 7).
+#
+# Without LFW, synthetic faces rendered at 150 pixels stand in (the pretrained model then sees cartoons: the
+# pipeline runs, the accuracies mean little).
+
+# %%
+def lfw_chips(paths, images_dir) -> torch.Tensor:
+    """(N, 3, 150, 150) uint8 aligned chips of LFW images (landmarks cached in $FACEKIT_CACHE)."""
+    from facekit.pretrained import face_chip, image_landmarks
+
+    if not paths:
+        return torch.zeros(0, 3, CHIP, CHIP, dtype=torch.uint8)
+    landmarks, _ = image_landmarks(paths, root=images_dir)  # (N, 5, 2)
+    chips = [face_chip(read_image(p, channels=3).permute(1, 2, 0).numpy(), lm) for p, lm in zip(paths, landmarks)]
+    return torch.from_numpy(np.stack(chips)).permute(0, 3, 1, 2).contiguous()  # (N, 150, 150, 3) -> (N, 3, 150, 150)
+
+
+def synthetic_chips(num_identities, per_identity, offset) -> tuple[torch.Tensor, np.ndarray]:
+    faces = SyntheticFaces(num_identities, per_identity, CHIP, seed=seed + offset, difficulty="medium")
+    images = torch.stack([torch.from_numpy(faces.render(i)[0]) for i in range(len(faces))])  # (N, 150, 150, 3) [0, 1]
+    return (images * 255).round().to(torch.uint8).permute(0, 3, 1, 2).contiguous(), np.array(faces.targets) + offset
+
+
+t_data = time.perf_counter()
+if REAL:
+    from facekit.data.lfw import find_pairs_file, read_pairs
+    from facekit.data.registry import find_data_root
+
+    images_dir = find_data_root("lfw", ROOT)
+    parsed = read_pairs(find_pairs_file("pairs", ROOT), images_dir)
+    half = S.pairs_per_fold // 2
+    pairs, pair_fold = [], []
+    for k in S.eval_folds:
+        fold = parsed.folds[k]
+        chosen = [p for p in fold if p.is_same][:half] + [p for p in fold if not p.is_same][:half]
+        pairs += chosen
+        pair_fold += [k] * len(chosen)
+    eval_paths = sorted({p for pair in pairs for p in (pair.path_a, pair.path_b)})
+    row = {p: i for i, p in enumerate(eval_paths)}
+    pair_a = np.array([row[p.path_a] for p in pairs])
+    pair_b = np.array([row[p.path_b] for p in pairs])
+    is_same = np.array([p.is_same for p in pairs])
+    pair_fold = np.array(pair_fold)
+    fold_people = {p.parent.name for k in S.eval_folds for pair in parsed.folds[k] for p in (pair.path_a, pair.path_b)}
+    all_people = sorted(d.name for d in images_dir.iterdir() if d.is_dir())
+    by_person = {n: sorted(images_dir.joinpath(n).glob("*.jpg")) for n in all_people}
+    free = [p for n in all_people if n not in fold_people for p in by_person[n]]  # people in no evaluated fold
+    rng.shuffle(free)
+    train_paths = free[: S.distill_images] if S.distill_images else free
+    calib_paths = train_paths[: S.calib_images]
+    eval_chips = lfw_chips(eval_paths, images_dir)
+    train_chips = lfw_chips(train_paths, images_dir)
+    print(f"evaluation: {len(pairs)} pairs ({is_same.sum()} genuine) of folds {S.eval_folds}, "
+          f"{len(eval_paths)} images; people in no evaluated fold: {len(all_people) - len(fold_people)} with "
+          f"{len(free)} images, "
+          f"{len(train_paths)} used for distillation, {len(calib_paths)} of them for calibration")
+else:
+    n_eval_ids = max(4, S.pairs_per_fold // 2)
+    eval_chips, eval_labels = synthetic_chips(n_eval_ids, 4, 0)
+    pair_a, pair_b, is_same, pair_fold = [], [], [], []
+    for k in range(len(S.eval_folds)):  # pairs of synthetic people, one fold at a time
+        pr = make_pairs(eval_labels, S.pairs_per_fold // 2, S.pairs_per_fold // 2, seed=seed + k)
+        pair_a += list(pr.a)
+        pair_b += list(pr.b)
+        is_same += list(pr.is_same)
+        pair_fold += [k] * len(pr.a)
+    pair_a, pair_b, is_same, pair_fold = map(np.array, (pair_a, pair_b, is_same, pair_fold))
+    train_chips, _ = synthetic_chips(max(2, (S.distill_images or 400) // 4), 4, 10_000)
+    print(f"LFW not found: {len(is_same)} pairs of synthetic faces, {len(train_chips)} synthetic training chips")
+calib_chips = train_chips[: S.calib_images]
+folds = [np.flatnonzero(pair_fold == k) for k in np.unique(pair_fold)]
+print(f"chips ready in {time.perf_counter() - t_data:.1f} s: eval {tuple(eval_chips.shape)}, "
+      f"train {tuple(train_chips.shape)}")
+assert eval_chips.dtype == torch.uint8 and eval_chips.shape[1:] == (3, CHIP, CHIP)
+
+shown = [0, int(np.flatnonzero(~is_same)[0])]  # a genuine and an impostor pair
+fig, axes = plt.subplots(1, 4, figsize=(6.5, 1.9))
+for j, i in enumerate(shown):
+    for ax, img in zip(axes[2 * j: 2 * j + 2], (eval_chips[pair_a[i]], eval_chips[pair_b[i]])):
+        ax.imshow(img.permute(1, 2, 0))
+        ax.set_title("same person" if is_same[i] else "different people", fontsize=8)
+        ax.axis("off")
+fig.suptitle("aligned 150x150 chips, the teacher's input", fontsize=9)
+plt.show()
+
+# %% [markdown]
+# ## 2. The fp32 baseline and the evaluation protocol
+#
+# Every model of the table is evaluated the same way: embeddings of the evaluation chips, cosine similarity of
+# each pair, TAR at the profile's FAR, and the k-fold accuracy over the evaluated folds (the threshold of each
+# fold chosen on the others, as in chapter 4). Size is the bytes of `torch.save(state_dict)`. Latency is measured
+# once every model exists (section 6), on the CPU with `latency_threads` intra-op threads (default 1: per-core
+# latency; with several threads on a busy machine one descheduled thread stalls every parallel region and the
+# timings scatter): the **median** of timed calls after warm-up calls, the models timed **round-robin** so that a
+# change in the machine's load hits all of them alike; batch 1 (an interactive query) and a batch (enrolment,
+# offline indexing).
+
+# %%
+teacher = load_dlib_resnet().eval()
+EXAMPLE = eval_chips[:1].float()  # (1, 3, 150, 150) one chip, values in [0, 255]
+BATCH = 64  # chips per forward pass when embedding
+
+
+def embed(model, chips=eval_chips) -> torch.Tensor:
+    return compute_descriptors(model, chips, batch_size=BATCH, device="cpu")  # (N, D) float32
+
+
+def verification(emb: torch.Tensor) -> dict:
+    scores = cosine_scores(emb[pair_a].numpy(), emb[pair_b].numpy())  # (P,)
+    kfold = kfold_accuracy(scores, is_same, folds=folds)
+    tar = tar_at_far(scores, is_same, (S.far,))[0]
+    return {"tar_at_far": tar.tar, "kfold_acc": kfold.mean, "kfold_std": kfold.std}
+
+
+rows, REF, MODELS = [], {}, {}
+
+
+def evaluate(method: str, model, *, emb=None, size_model=None, ref=None, note="") -> dict:
+    """One row of the compression table (latency comes later); the fp32 row must come first."""
+    emb = embed(model) if emb is None else emb
+    MODELS[method] = model
+    row = {"method": method, "size_mb": state_dict_mb(size_model or model)}
+    if not REF:
+        REF.update(emb=emb)
+    ref = REF["emb"] if ref is None else ref
+    row["cos_to_fp32"] = float(F.cosine_similarity(emb, ref[: len(emb)], dim=1).mean())
+    row.update(verification(emb) if len(emb) == len(eval_chips) else {"tar_at_far": np.nan, "kfold_acc": np.nan})
+    row["note"] = note
+    rows.append(row)
+    return row
+
+
+t = time.perf_counter()
+base = evaluate("fp32 (dlib ResNet)", teacher, note=f"{count_parameters(teacher) / 1e6:.2f} M parameters")
+print(pd.Series(base).to_string(), f"\n({time.perf_counter() - t:.1f} s)")
+assert base["cos_to_fp32"] > 0.9999 and 0.0 <= base["kfold_acc"] <= 1.0
+
+# %% [markdown]
+# ## 3. int8 quantisation from scratch
+#
+# An int8 tensor stores codes $q \in \{0..255\}$ (or $-128..127$) and two numbers: a **scale** $s$ and a **zero
+# point** $z$, with $x \approx \hat x = s\,(q - z)$. For a range $[x_{min}, x_{max}]$ stretched to include 0,
+# $s = (x_{max} - x_{min}) / 255$ and $z = -\mathrm{round}(x_{min}/s)$, so that 0 is exact (zero padding stays
+# exact). Rounding costs at most $s/2$ per value. One scale for a whole weight tensor (**per-tensor**) is set by
+# its largest value; one scale per output channel (**per-channel**, what the x86 backend uses for weights)
+# fits each filter's own range. We check the formula against `torch.quantize_per_tensor` and measure both errors
+# on the teacher's first convolution (symmetric per-channel int8 spends one bit on the sign: compare the maximum
+# and the mean errors).
+#
+# PyTorch's quantised tensor types (`quint8`, `qint8`) and `torch.ao.quantization` are deprecated in favour of
+# the separate `torchao` package (not installed here); they still work from torch 2.11 to 2.14, and this chapter
+# silences their deprecation warnings.
+
+# %%
+warnings.filterwarnings("ignore", message=".*quantized tensor creation functions.*")
+w = teacher.conv1.weight.detach()  # (32, 3, 7, 7)
+lo, hi = min(float(w.min()), 0.0), max(float(w.max()), 0.0)
+scale = (hi - lo) / 255
+zero_point = int(round(-lo / scale))
+codes = torch.clamp(torch.round(w / scale) + zero_point, 0, 255)
+w_hat = (codes - zero_point) * scale  # by hand
+ref = torch.quantize_per_tensor(w, scale, zero_point, torch.quint8)
+pkg_scale, pkg_zp = affine_qparams(w.min(), w.max())
+assert torch.equal(codes.long(), ref.int_repr().long()) and (pkg_scale, pkg_zp) == (scale, zero_point)
+assert torch.allclose(fake_quantize(w, scale, zero_point)[1], w_hat)
+err_tensor = float((w - w_hat).abs().max())
+assert err_tensor <= scale / 2 + 1e-9
+
+amax = w.abs().amax(dim=(1, 2, 3))  # (32,) symmetric int8 per output channel
+per_channel = torch.quantize_per_channel(w, amax / 127, torch.zeros(32, dtype=torch.long), 0, torch.qint8)
+err_channel = float((w - per_channel.dequantize()).abs().max())
+rel = lambda e: e / float(w.abs().max())  # noqa: E731
+print(f"conv1 weights: range [{lo:.3f}, {hi:.3f}], per-tensor scale {scale:.2e}, zero point {zero_point}; "
+      f"max error per-tensor {err_tensor:.2e} ({rel(err_tensor):.2%} of max |w|), per-channel {err_channel:.2e}")
+mean_tensor, mean_channel = float((w - w_hat).abs().mean()), float((w - per_channel.dequantize()).abs().mean())
+print(f"mean |error| per-tensor {mean_tensor:.2e}, per-channel {mean_channel:.2e}: per-channel is "
+      f"{'better' if mean_channel < mean_tensor else 'not better'} on average, "
+      f"{'better' if err_channel < err_tensor else 'not better'} at the worst weight")
+
+# %% [markdown]
+# ## 4. Post-training quantisation and reduced precision
+#
+# **Dynamic int8** (`torch.ao.quantization.quantize_dynamic`) stores Linear weights as int8 and quantises
+# activations on the fly. It is the one-line method for transformers and LSTMs; in a conv net the Linear layers
+# hold a small share of the weights (printed below) and almost none of the compute, so it changes little.
+#
+# **Static int8** quantises convolutions too: observers record each layer's input range on **calibration** chips
+# (real faces of people outside the evaluation), then weights and activations become int8 and the convolutions
+# run in the x86 (fbgemm/oneDNN) int8 kernels. Graph-mode (FX) quantisation cannot trace dlib's network (its
+# residual add zero-pads by comparing tensor shapes in Python), so `facekit.compress.static_int8` uses eager mode
+# and wraps **each** conv and linear layer in its own quantise/dequantise pair: the per-channel affine layers,
+# padded adds and pooling stay in float between them. That is "quantise what can be": a fused graph would also
+# keep the activations in int8 between layers and save the conversions.
+#
+# **fp16 / bf16** halve the weights. CPUs without native fp16 arithmetic emulate it, so we measure rather than
+# assume; "fp16 storage" keeps fp16 weights on disk and computes in fp32 after loading (the usual CPU choice).
+
+# %%
+coverage = layer_coverage(teacher)
+q_dynamic = dynamic_int8(teacher)
+evaluate("dynamic int8 (Linear)", q_dynamic, note=f"covers {coverage:.1%} of the weights")
+
+t = time.perf_counter()
+q_static = static_int8(teacher, calib_chips.float().split(32), backend=quant_backend)
+n_int8 = sum(type(m).__name__ in ("Conv2d", "Linear") and "quantized" in type(m).__module__ for m in q_static.modules())
+print(f"static int8: calibrated on {len(calib_chips)} chips in {time.perf_counter() - t:.1f} s, backend "
+      f"{torch.backends.quantized.engine}; int8 layers: {n_int8}")
+evaluate("static int8 (conv + linear)", q_static, note=f"calibrated on {len(calib_chips)} chips")
+
+bf16 = cast_precision(teacher, "bf16")
+evaluate("bf16 (weights + compute)", bf16)
+
+fp16_storage = copy.deepcopy(teacher).half().float()  # weights rounded to fp16, compute in fp32
+evaluate("fp16 storage, fp32 compute", fp16_storage, size_model=copy.deepcopy(teacher).half(),
+         note="size of the fp16 file")
+
+fp16 = cast_precision(teacher, "fp16")
+n16 = S.fp16_eval_images or len(eval_chips)
+evaluate("fp16 (weights + compute)", fp16, emb=embed(fp16, eval_chips[:n16]),
+         note=("" if n16 == len(eval_chips) else f"embeddings of {n16} chips only (slow on this CPU)"))
+pd.DataFrame(rows).set_index("method").round(4)
+
+# %%
+by = {r["method"]: r for r in rows}
+assert by["dynamic int8 (Linear)"]["cos_to_fp32"] > 0.999
+assert by["static int8 (conv + linear)"]["cos_to_fp32"] > 0.98
+assert by["fp16 storage, fp32 compute"]["cos_to_fp32"] > 0.9999
+assert by["fp16 (weights + compute)"]["cos_to_fp32"] > 0.999
+assert by["bf16 (weights + compute)"]["cos_to_fp32"] > 0.98
+assert by["static int8 (conv + linear)"]["size_mb"] < 0.4 * base["size_mb"]
+assert by["fp16 storage, fp32 compute"]["size_mb"] < 0.6 * base["size_mb"]
+if PROFILE != "smoke":  # enough pairs for the accuracy to mean something
+    assert abs(by["static int8 (conv + linear)"]["kfold_acc"] - base["kfold_acc"]) < 0.02
+print(f"dynamic int8 touches {coverage:.1%} of the weights; static int8 keeps a mean cosine of "
+      f"{by['static int8 (conv + linear)']['cos_to_fp32']:.4f} to the fp32 embeddings")
+
+# %% [markdown]
+# ## 5. Magnitude pruning
+#
+# Global unstructured pruning ranks $|w|$ over **all** conv and linear weights together and zeros the smallest
+# fraction: layers with many small weights lose more. From scratch: the threshold is the k-th smallest $|w|$;
+# `facekit.compress.global_magnitude_prune` (torch's `prune.global_unstructured`, masks then removed) must zero
+# exactly those weights. The zeros are still stored and multiplied by dense kernels: the table shows whether
+# size or latency move.
+
+# %%
+layers = [m for m in teacher.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+all_w = torch.cat([m.weight.detach().abs().flatten() for m in layers])
+for amount in S.prune_amounts:
+    k = round(amount * len(all_w))
+    threshold = all_w.kthvalue(k).values  # by hand: the k-th smallest magnitude
+    pruned = global_magnitude_prune(teacher, amount)
+    kept = torch.cat([m.weight.detach().flatten() for m in pruned.modules() if isinstance(m, (nn.Conv2d, nn.Linear))])
+    assert torch.equal(kept != 0, all_w > threshold), "package and by-hand pruning disagree"
+    assert abs(sparsity(pruned) - amount) < 1e-6
+    evaluate(f"pruned {amount:.0%} (global magnitude)", pruned, note=f"sparsity {sparsity(pruned):.3f}")
+per_layer = pd.Series({n: float((m.weight == 0).float().mean()) for n, m in pruned.named_modules()
+                       if isinstance(m, (nn.Conv2d, nn.Linear))})
+ax = per_layer.plot.bar(figsize=(9, 2.5), title=f"zeros per layer after {S.prune_amounts[-1]:.0%} global pruning")
+ax.set_xticklabels([]); ax.set_xlabel("layers, input to output"); plt.show()
+pd.DataFrame(rows).set_index("method").round(4).tail(len(S.prune_amounts))
+
+# %% [markdown]
+# ## 6. Knowledge distillation into a MobileFaceNet student
+#
+# A student does not need identity labels to learn from a teacher: it is trained to **reproduce the teacher's
+# embeddings**, $\mathcal L = 1 - \cos(f_s(x), f_t(x))$ (plus an optional MSE on the unit vectors), on any face
+# the teacher can embed. The teacher's embeddings are computed once; the student (MobileFaceNet, `student`
+# preset, depthwise convolutions) sees the same chips resized to `student_size` (`ChipInput` keeps the teacher's
+# input convention, so latencies compare like with like). It trains on people outside the evaluated folds (and
+# their mirror images, with the teacher's embeddings of the mirrored chips) and is then evaluated like every
+# other row.
+#
+# One trap, measured below: dlib's descriptors are not centred. All faces share a large common component, so
+# even two *different* people have a high cosine, and a "student" that outputs the same vector, the mean
+# $\mu$, for every face reaches a high cosine to the teacher (both printed below) while telling nobody apart.
+# Distilling the **centred** teacher embeddings
+# $f_t(x) - \mu$ ($\mu$ = their mean over the training chips) makes the loss measure the part that separates
+# people; the teacher's own accuracy with centred embeddings is printed beside it.
+
+# %%
+t = time.perf_counter()
+train_x = torch.cat([train_chips, train_chips.flip(-1)])  # chips and their mirror images
+teacher_train = embed(teacher, train_x)  # (2N, 128)
+center = teacher_train.mean(0)  # (128,) the common component of all faces
+targets = teacher_train - center
+ref_centered = REF["emb"] - center  # the teacher's evaluation embeddings, centred
+impostor = ~is_same
+raw_cos = cosine_scores(REF["emb"][pair_a[impostor]].numpy(), REF["emb"][pair_b[impostor]].numpy()).mean()
+cen_cos = cosine_scores(ref_centered[pair_a[impostor]].numpy(), ref_centered[pair_b[impostor]].numpy()).mean()
+teacher_centered = verification(ref_centered)
+const_cos = float(F.cosine_similarity(center[None], REF["emb"], dim=1).mean())
+print(f"mean cosine of impostor pairs: raw descriptors {raw_cos:.3f}, centred {cen_cos:.3f}; a constant output mu "
+      f"has a mean cosine of {const_cos:.3f} to the teacher; teacher k-fold raw {base['kfold_acc']:.4f}, centred "
+      f"{teacher_centered['kfold_acc']:.4f}")
+assert cen_cos < raw_cos
+s_emb = torch.randn(4, 128)
+by_hand = (1 - (F.normalize(s_emb, dim=1) * F.normalize(teacher_train[:4], dim=1)).sum(1)).mean()
+assert torch.allclose(EmbeddingDistillLoss()(s_emb, teacher_train[:4]), by_hand)
+
+torch.manual_seed(seed)
+student = ChipInput(create_embedding(S.student, image_size=S.student_size, embedding_dim=teacher_train.shape[1]),
+                    S.student_size)
+cos_before = mean_cosine(embed(student.eval()), ref_centered)
+n_val = max(2, len(train_chips) // 10)
+val_rows = torch.cat([torch.arange(n_val), len(train_chips) + torch.arange(n_val)])  # held-out chips and mirrors
+rest_rows = torch.arange(n_val, len(train_chips))
+train_rows = torch.cat([rest_rows, len(train_chips) + rest_rows])
+train_set = torch.utils.data.TensorDataset(train_x[train_rows], targets[train_rows])
+val_set = torch.utils.data.TensorDataset(train_x[val_rows], targets[val_rows])
+history = fit(student, train_set, val_set, loss_fn=EmbeddingDistillLoss(), metrics={"cosine": mean_cosine},
+              epochs=S.distill_epochs, batch_size=32, lr=3e-3, scheduler="cosine", weight_decay=5e-4,
+              optimizer="adamw", device=DEVICE, seed=seed, progress=False)
+student = student.cpu().eval()
+t_distill = time.perf_counter() - t
+st = evaluate(f"distilled {S.student} @{S.student_size}px", student, ref=ref_centered,
+              note=f"{count_parameters(student) / 1e6:.2f} M parameters, {len(train_set)} training chips; "
+                   "cos_to_fp32: to the centred teacher")
+print(f"distillation: {S.distill_epochs} epochs on {len(train_set)} chips in {t_distill:.0f} s; cosine to the teacher "
+      f"on the evaluation chips {cos_before:.3f} before, {st['cos_to_fp32']:.3f} after; val cosine "
+      f"{history.last('val_cosine'):.3f}")
+if PROFILE != "smoke":
+    assert st["cos_to_fp32"] > cos_before + 0.05 and history["train_loss"][-1] < history["train_loss"][0]
+
+fig, ax = plt.subplots(figsize=(5, 3))
+ax.plot(history["epoch"], history["train_loss"], "o-", label="train")
+ax.plot(history["epoch"], history["val_loss"], "s-", label="held-out chips")
+ax.set(xlabel="epoch", ylabel="1 - cos(student, teacher)", title="distillation")
+ax.legend(); plt.show()
+
+# %% [markdown]
+# ### The compression table
+#
+# `cos_to_fp32` is the mean cosine of each model's embeddings to the fp32 teacher's on the evaluation chips;
+# `drop_pts` is the fall in k-fold accuracy in percentage points; `speedup` is the batch-1 latency of fp32
+# divided by the method's. Timings on a shared machine are noisy (medians and round-robin timing help); the
+# accuracy columns are exact for the pairs evaluated, which at the `cpu` profile are a subset of LFW's 6,000.
+
+# %%
+THREADS = latency_threads or torch.get_num_threads()
+
+
+def timed(models: dict) -> dict:
+    """compare_latency with THREADS intra-op threads (restored afterwards)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(THREADS)
+    try:
+        return compare_latency(models, EXAMPLE, batch_size=S.latency_batch, rounds=S.latency_repeats,
+                               max_seconds=S.latency_seconds)
+    finally:
+        torch.set_num_threads(before)
+
+
+t = time.perf_counter()
+lat = timed(MODELS)
+for r in rows:
+    r["batch1_ms"], r[f"ips@{S.latency_batch}"] = lat[r["method"]].batch1_ms, lat[r["method"]].throughput_ips
+base = rows[0]
+print(f"latencies measured in {time.perf_counter() - t:.0f} s")
+table = pd.DataFrame(rows).set_index("method")
+table["drop_pts"] = 100 * (base["kfold_acc"] - table["kfold_acc"])
+table["speedup"] = base["batch1_ms"] / table["batch1_ms"]
+table["size_ratio"] = table["size_mb"] / base["size_mb"]
+print(f"{len(is_same)} pairs of folds {S.eval_folds}; TAR at FAR={S.far}; latency: median of {S.latency_repeats} "
+      f"calls, {THREADS} thread(s)")
+display_cols = ["size_mb", "size_ratio", "batch1_ms", "speedup", f"ips@{S.latency_batch}", "cos_to_fp32",
+                "tar_at_far", "kfold_acc", "drop_pts", "note"]
+table[display_cols].round(4)
+
+# %%
+fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+ok = table.dropna(subset=["kfold_acc"])
+for name, r in ok.iterrows():
+    axes[0].scatter(r["batch1_ms"], 100 * r["kfold_acc"], s=30 + 40 * r["size_mb"])
+    axes[0].annotate(name, (r["batch1_ms"], 100 * r["kfold_acc"]), fontsize=7)
+axes[0].set(xscale="log", xlabel="batch-1 latency (ms, log)", ylabel="k-fold accuracy (%)",
+            title="accuracy against latency (marker area ~ size)")
+table["size_mb"].plot.barh(ax=axes[1], title="state dict on disk (MB)")
+plt.tight_layout(); plt.show()
+
+# %%
+s8 = table.loc["static int8 (conv + linear)"]
+record("fp32_kfold_acc", base["kfold_acc"])
+record("fp32_batch1_ms", base["batch1_ms"], unit="ms")
+record("static_int8_kfold_acc", s8["kfold_acc"])
+record("static_int8_speedup", s8["speedup"], unit="x")
+record("static_int8_size_ratio", s8["size_ratio"])
+record("bf16_speedup", table.loc["bf16 (weights + compute)", "speedup"], unit="x")
+record("fp16_speedup", table.loc["fp16 (weights + compute)", "speedup"], unit="x")
+record("student_kfold_acc", st["kfold_acc"])
+record("student_speedup", table.loc[st["method"], "speedup"], unit="x")
+pr = table.loc[f"pruned {S.prune_amounts[-1]:.0%} (global magnitude)"]
+record("pruned_max_speedup", pr["speedup"], unit="x")
+assert all(np.isfinite(table[c]).all() for c in ("size_mb", "batch1_ms", "cos_to_fp32"))
+assert pr["size_ratio"] > 0.95  # zeros stored densely: no smaller on disk
+
+# %% [markdown]
+# ## 7. ONNX export and onnxruntime
+#
+# ONNX is the exchange format most inference engines read (onnxruntime, TensorRT, OpenVINO, mobile runtimes).
+# `facekit.compress.export_onnx` uses torch's TorchScript-based exporter (fast, works in torch 2.11 and 2.14, a
+# dynamic batch axis); `exporter="dynamo"` uses `torch.export`. The exported graph must compute the same
+# function: we assert the largest absolute difference of the descriptors over the evaluation chips is below
+# 1e-4, and compare latencies.
+
+# %%
+onnx_dir = Path(tempfile.mkdtemp(prefix="facekit_onnx_"))
+t = time.perf_counter()
+onnx_path = export_onnx(teacher, EXAMPLE, onnx_dir / "dlib_resnet.onnx")
+t_export = time.perf_counter() - t
+ort_teacher = OnnxEmbedder(onnx_path, threads=THREADS)
+check = eval_chips[: min(len(eval_chips), 64)].float()
+max_diff = onnx_max_abs_diff(teacher, ort_teacher, check)
+onnx_lat = timed({"PyTorch fp32": teacher, "onnxruntime fp32": ort_teacher})  # the same thread count for both
+onnx_row = pd.DataFrame({k: [v.batch1_ms, v.throughput_ips] for k, v in onnx_lat.items()},
+                        index=["batch1_ms", f"ips@{S.latency_batch}"])
+print(f"exported in {t_export:.1f} s to {onnx_path.stat().st_size / 1e6:.1f} MB; max |torch - onnxruntime| over "
+      f"{len(check)} chips: {max_diff:.2e}")
+record("onnx_max_abs_diff", max_diff)
+record("onnx_speedup", onnx_lat["PyTorch fp32"].batch1_ms / onnx_lat["onnxruntime fp32"].batch1_ms, unit="x")
+assert max_diff < 1e-4
+onnx_row.round(2)
+
+# %% [markdown]
+# ## 8. A working face search: enrolment, top-k, and open-set rejection
+#
+# A search system **enrols** a gallery (a few images of each known person, their embeddings stored with the
+# identity) and answers a probe with the most similar gallery entries. Closed-set, the question is rank-1 /
+# rank-5: is the right person first, or among the first five? Deployed, most probes are **not** enrolled
+# (passers-by at a camera), so the system reports the top-1 identity only when its score reaches a threshold,
+# chosen so that at most a target fraction of unknown people trigger a **false alarm**. That threshold is
+# set on **held-out** unknown people, then measured on other unknown people; the known probes give the
+# **detection-and-identification rate** (DIR: right person *and* above the threshold).
+#
+# The index is faiss's exact inner-product index on L2-normalised embeddings (`IndexFlatIP`); the torch
+# backend (one matrix product) must return the same neighbours. We run the search with the fp32 teacher and
+# with its static int8 version.
+
+# %%
+t = time.perf_counter()
+need = S.enrol_per_person + S.probes_per_person
+if REAL:
+    many = [n for n in all_people if len(by_person[n]) >= need]
+    known = sorted(rng.choice(many, S.known_people, replace=False).tolist())
+    rest = [n for n in all_people if n not in set(known)]
+    unknown = rng.choice(rest, S.unknown_people, replace=False).tolist()
+    paths, labels = [], []
+    for n in known:
+        picked = by_person[n][:need]
+        paths += picked
+        labels += [n] * need
+    unknown_paths = [by_person[n][rng.integers(len(by_person[n]))] for n in unknown]
+    search_chips = lfw_chips(paths + unknown_paths, images_dir)
+    labels = np.array(labels + unknown)
+else:
+    search_chips, labels = synthetic_chips(S.known_people + S.unknown_people, need, 20_000)
+    keep = np.r_[np.flatnonzero(labels < 20_000 + S.known_people),
+                 np.flatnonzero(labels >= 20_000 + S.known_people)[::need]]  # one image of each unknown person
+    search_chips, labels = search_chips[keep], labels[keep]
+n_known_imgs = S.known_people * need
+slot = np.tile(np.arange(need), S.known_people)  # image number of each known person's images
+gallery_idx = np.flatnonzero(slot < S.enrol_per_person)
+probe_idx = np.flatnonzero(slot >= S.enrol_per_person)
+unknown_idx = np.arange(n_known_imgs, len(labels))
+calib_unknown, test_unknown = unknown_idx[: len(unknown_idx) // 2], unknown_idx[len(unknown_idx) // 2:]
+print(f"gallery: {S.known_people} people x {S.enrol_per_person} images; probes: {len(probe_idx)} of enrolled people, "
+      f"{len(calib_unknown)} unknown people to set the threshold, {len(test_unknown)} other unknown people to test it "
+      f"({time.perf_counter() - t:.1f} s)")
+
+
+S_FAR = max(S.far, 2 / max(1, len(calib_unknown)))  # target false alarm rate: >= 2 false alarms observable
+
+
+def run_search(emb: torch.Tensor, backend: str = "auto") -> dict:
+    index = FaceIndex(emb.shape[1], backend=backend)
+    index.add(emb[gallery_idx], labels[gallery_idx])
+    k = min(5, len(index))
+    known_hits = index.search(emb[probe_idx], k=k)
+    top1_correct = known_hits.labels[:, 0] == labels[probe_idx]
+    top5 = (known_hits.labels == labels[probe_idx][:, None]).any(1)
+    calib_scores = index.search(emb[calib_unknown], k=1).scores[:, 0]
+    test_scores = index.search(emb[test_unknown], k=1).scores[:, 0]
+    threshold = threshold_at_far(calib_scores, S_FAR)
+    r = open_set_rates(known_hits.scores[:, 0], top1_correct, test_scores, threshold)
+    return {"backend": index.backend, "rank1": r.rank1, f"top{k}": float(top5.mean()), "threshold": threshold,
+            "calib_false_alarm": float(np.mean(calib_scores >= threshold)), "test_false_alarm": r.false_alarm_rate,
+            "DIR": r.dir, "hits": known_hits, "known_scores": known_hits.scores[:, 0], "unknown_scores": test_scores,
+            "correct": top1_correct}
+
+
+search_emb = {"fp32": embed(teacher, search_chips), "static int8": embed(q_static, search_chips)}
+results = {name: run_search(emb) for name, emb in search_emb.items()}
+exact = run_search(search_emb["fp32"], backend="torch")
+same_topk = bool(np.array_equal(exact["hits"].indices, results["fp32"]["hits"].indices))
+print(f"index backend: {results['fp32']['backend']} (faiss installed: {faiss_available()}); "
+      f"torch exact search returns the same top-k: {same_topk}; target false alarm rate {S_FAR:.3f}")
+assert same_topk or not faiss_available()
+search_table = pd.DataFrame({n: {k: v for k, v in r.items() if not isinstance(v, (np.ndarray,)) and k != "hits"}
+                             for n, r in results.items()}).T
+search_table
+
+# %%
+r32 = results["fp32"]
+fig, ax = plt.subplots(figsize=(6, 3.2))
+bins = np.linspace(-0.2, 1, 40)
+ax.hist(r32["known_scores"][r32["correct"]], bins, alpha=0.6, density=True, label="known probe, right top-1")
+ax.hist(r32["unknown_scores"], bins, alpha=0.6, density=True, label="unknown probe (test)")
+ax.axvline(r32["threshold"], color="k", ls="--", label=f"threshold (false alarm {S_FAR:.2f} on held-out)")
+ax.set(xlabel="top-1 cosine similarity", ylabel="density", title="open-set search, fp32 teacher")
+ax.legend(fontsize=7); plt.show()
+record("search_rank1", r32["rank1"])
+record("search_dir", r32["DIR"])
+record("search_test_false_alarm", r32["test_false_alarm"])
+record("search_int8_rank1", results["static int8"]["rank1"])
+assert r32["calib_false_alarm"] <= S_FAR + 1e-12  # by construction of the threshold
+assert 0.0 <= r32["DIR"] <= r32["rank1"] <= 1.0
+if PROFILE != "smoke" and REAL:
+    assert r32["rank1"] > 0.8 and abs(results["static int8"]["rank1"] - r32["rank1"]) < 0.05
+    assert r32["test_false_alarm"] < S_FAR + 0.1  # other unknown people: close to the target, not exactly on it
+
+# %% [markdown]
+# ## 9. What to take away
+#
+# The cell below reads the tables of this run back as sentences (each number and each "faster / slower" is
+# computed here, so a run on another CPU may read differently). What to look for:
+#
+# - **Static int8** is the method built for CPUs: int8 convolution kernels, a file about a quarter of fp32, and
+#   embeddings that should stay very close to fp32's. It needs a calibration set of real faces.
+#   **Dynamic int8** only touches the Linear layers, a tiny share of a conv net.
+# - **fp16** and **bf16** halve the weights; whether they are faster depends on the CPU's native support (on a
+#   GPU both are the default way to run inference).
+# - **Pruning** with dense kernels and dense storage is expected to change neither size nor speed; its accuracy
+#   cost grows with the fraction pruned. It pays with sparse kernels or structured (channel) pruning.
+# - **Distillation** gives the smallest, fastest model; how close it gets to the teacher depends on how many
+#   faces it learns from (compare the `cpu` and `gpu` profiles).
+# - A search system is judged **open-set**: the false alarm rate of people who are not enrolled, at a threshold
+#   set on other people, and the detection-and-identification rate it leaves for the enrolled ones.
+
+# %%
+def faster(name: str) -> str:
+    x = table.loc[name, "speedup"]
+    return f"{x:.2f}x fp32's batch-1 speed ({'faster' if x > 1.1 else 'slower' if x < 0.9 else 'about the same'})"
+
+
+def acc(name: str) -> str:
+    a = table.loc[name, "kfold_acc"]
+    return "not evaluated" if np.isnan(a) else f"k-fold {a:.2%} ({100 * (a - base['kfold_acc']):+.2f} pts)"
+
+
+prune_names = [f"pruned {a:.0%} (global magnitude)" for a in S.prune_amounts]
+lines = [f"On {len(is_same)} {'LFW' if REAL else 'synthetic'} pairs the fp32 teacher scores "
+         f"k-fold {base['kfold_acc']:.2%} and TAR {base['tar_at_far']:.3f} at FAR {S.far}.",
+         f"Static int8: {s8['size_ratio']:.2f} of the size, {faster('static int8 (conv + linear)')}, "
+         f"{acc('static int8 (conv + linear)')}, mean cosine to fp32 {s8['cos_to_fp32']:.4f}.",
+         f"Dynamic int8 covers {coverage:.1%} of the weights: size ratio "
+         f"{table.loc['dynamic int8 (Linear)', 'size_ratio']:.3f}, {faster('dynamic int8 (Linear)')}.",
+         f"bf16: {faster('bf16 (weights + compute)')}; fp16 compute: {faster('fp16 (weights + compute)')}; "
+         f"fp16 storage with fp32 compute: {acc('fp16 storage, fp32 compute')}.",
+         "Pruning: " + "; ".join(f"{n.split(' (')[0]}: {acc(n)}, size ratio {table.loc[n, 'size_ratio']:.2f}, "
+                                 f"{faster(n)}" for n in prune_names) + ".",
+         f"Distilled student: {table.loc[st['method'], 'size_ratio']:.3f} of the size, {faster(st['method'])}, "
+         f"{acc(st['method'])}.",
+         f"ONNX: max difference {max_diff:.1e}; onnxruntime at "
+         f"{onnx_lat['PyTorch fp32'].batch1_ms / onnx_lat['onnxruntime fp32'].batch1_ms:.2f}x PyTorch's batch-1 speed.",
+         f"Search ({S.known_people} enrolled people): rank-1 {r32['rank1']:.1%}; at a threshold for a false alarm rate "
+         f"of {S_FAR:.3f} on held-out unknowns, other unknowns raise false alarms at {r32['test_false_alarm']:.1%} and "
+         f"enrolled people are found (DIR) at {r32['DIR']:.1%}; with the int8 model rank-1 is "
+         f"{results['static int8']['rank1']:.1%}."]
+print("\n".join("- " + line for line in lines))
+record("runtime_s", time.perf_counter() - T0, unit="s")
