@@ -18,7 +18,7 @@ from facekit.data.registry import REPO_ROOT
 from facekit.pretrained import crops as facenet_crops
 from facekit.pretrained import facenet_lfw
 from facekit.pretrained.crops import CropSettings, FaceBoxes, crop_face, select_face
-from facekit.pretrained.transfer import (FacenetSlice, choose_open_set_threshold, enrol, few_shot_split, identify,
+from facekit.pretrained.transfer import (DLIB_STAGES, DlibSlice, FacenetSlice, choose_open_set_threshold, enrol, few_shot_split, identify,
                                          keep_norm_stats, open_set_metrics)
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -163,6 +163,43 @@ def test_facenet_slices_compose_to_the_whole_network_and_keep_norm_stats():
     torch.testing.assert_close(head.stages["last_bn"].running_mean, before)
     with pytest.raises(ValueError, match="not a FaceNet stage"):
         FacenetSlice(net, start="block9")
+
+
+@pytest.mark.parametrize("weights", ["random", "dlib"])
+def test_dlib_slices_recombine_into_the_whole_model_exactly(weights):
+    from facekit.pretrained import DlibFaceResNet, load_dlib_resnet
+
+    torch.manual_seed(0)
+    if weights == "random":
+        net = DlibFaceResNet().eval()
+    else:
+        try:
+            net = load_dlib_resnet()
+        except (ImportError, FileNotFoundError) as err:
+            pytest.skip(f"dlib's .dat file (face_recognition_models) is not available: {err}")
+    x = torch.rand(2, 3, 150, 150) * 255  # chips in [0, 255]
+    with torch.no_grad():
+        whole = net(x)
+        assert torch.equal(DlibSlice(net)(x), whole)  # no start, no stop: the whole model
+        for cut in ("block0", "block7", "block10", "block13", "fc"):
+            trunk, head = DlibSlice(net, stop=cut), DlibSlice(net, start=cut)
+            assert torch.equal(head(trunk(x)), whole), cut
+        for a, b in (("block3", "block10"), ("block10", "fc")):  # three pieces
+            pieces = DlibSlice(net, stop=a), DlibSlice(net, start=a, stop=b), DlibSlice(net, start=b)
+            assert torch.equal(pieces[2](pieces[1](pieces[0](x))), whole)
+        assert DlibSlice(net, stop="block10")(x).shape == (2, 128, 8, 8)
+    # the slices share the model's parameters (no copy), and split them without overlap
+    trunk, head = DlibSlice(net, stop="block10"), DlibSlice(net, start="block10")
+    ids = lambda m: {id(p) for p in m.parameters()}  # noqa: E731
+    assert ids(trunk) | ids(head) == ids(net) and not ids(trunk) & ids(head)
+    assert [n.split(".")[1] for n, _ in head.named_parameters()][:1] == ["block10"]
+    assert len(DLIB_STAGES) == len(net.blocks) + 2
+    with pytest.raises(ValueError, match="not a stage of dlib's ResNet"):
+        DlibSlice(net, start="block14")
+    with pytest.raises(ValueError, match="empty slice"):
+        DlibSlice(net, start="fc", stop="block3")
+    with pytest.raises(ValueError, match="give a DlibFaceResNet"):
+        DlibSlice(torch.nn.Linear(2, 2))
 
 
 def test_enrol_and_identify_match_a_naive_loop():

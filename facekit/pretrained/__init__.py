@@ -6,7 +6,7 @@ landmarks, and ``descriptors`` runs the pipeline on many images and on LFW's pai
 ``facenet_graph`` reads FaceNet's frozen TensorFlow graph (protobuf, no TensorFlow; imported lazily)
 and ``facenet`` loads it into facenet-pytorch's ``InceptionResnetV1`` (:func:`load_facenet`);
 ``crops`` is FaceNet's photo pipeline (MTCNN, the choice of face, 160x160 crops, cached embeddings),
-``facenet_lfw`` LFW's pairs with it; ``transfer`` cuts FaceNet into stages for fine-tuning and does few-shot enrolment and open-set rejection.
+``facenet_lfw`` LFW's pairs with it; ``transfer`` cuts FaceNet and dlib's ResNet into stages for fine-tuning and does few-shot enrolment and open-set rejection.
 
 >>> from facekit.pretrained import load_dlib_resnet, face_chip, dlib_landmarks
 >>> net = load_dlib_resnet()  # doctest: +SKIP
@@ -29,7 +29,7 @@ from facekit.pretrained.crops import (SELECT_CHOICES, CropSettings, FaceBoxes, c
                                       face_crops, image_embeddings, select_face)
 from facekit.pretrained.facenet_lfw import (FacenetLFWResult, PairSubset, evaluate_facenet_lfw, lfw_pair_subset,
                                             pair_kfold)
-from facekit.pretrained.transfer import (FACENET_STAGES, FacenetSlice, Gallery, OpenSetResult,
+from facekit.pretrained.transfer import (DLIB_STAGES, FACENET_STAGES, DlibSlice, FacenetSlice, Gallery, OpenSetResult,
                                          choose_open_set_threshold, enrol, few_shot_split, identify, keep_norm_stats,
                                          open_set_metrics)
 
@@ -43,5 +43,5 @@ __all__ = ["DlibFormatError", "DlibLayer", "DlibNet", "dlib_model_path", "read_d
            "read_frozen_graph", "state_dict_from_graph",
            "SELECT_CHOICES", "CropSettings", "FaceBoxes", "FacenetLFWResult", "PairSubset", "crop_face", "detect_faces",
            "embed_crops", "evaluate_facenet_lfw", "face_crops", "image_embeddings", "lfw_pair_subset", "pair_kfold",
-           "select_face", "FACENET_STAGES", "FacenetSlice", "Gallery", "OpenSetResult", "choose_open_set_threshold",
+           "select_face", "DLIB_STAGES", "DlibSlice", "FACENET_STAGES", "FacenetSlice", "Gallery", "OpenSetResult", "choose_open_set_threshold",
            "enrol", "few_shot_split", "identify", "keep_norm_stats", "open_set_metrics"]

@@ -1,9 +1,13 @@
-"""Transfer with a real pretrained face model: FaceNet cut into stages, few-shot enrolment, open-set rejection.
+"""Transfer with real pretrained face models: FaceNet and dlib's ResNet cut into stages, few-shot enrolment,
+open-set rejection.
 
 * :class:`FacenetSlice` runs a contiguous range of FaceNet's named stages (``FACENET_STAGES``), sharing the
   parameters of the model it is cut from. ``FacenetSlice(net, stop="block8")`` is a frozen trunk whose
   outputs are computed once and cached; ``FacenetSlice(net, start="block8")`` is the part that partial
   fine-tuning trains on them; the two composed are the whole model.
+* :class:`DlibSlice` does the same for dlib's ResNet (:class:`facekit.pretrained.DlibFaceResNet`), whose stages
+  are ``DLIB_STAGES``: the stem, its 14 residual blocks and the pooled fc layer. dlib's net has no BatchNorm
+  (its ``affine`` layers are batch norms folded into a fixed scale and shift), so there are no statistics to keep.
 * :func:`keep_norm_stats`: the converted FaceNet has its batch norms folded into (identity) BatchNorm
   layers, so training with batch statistics would change the function; fine-tuning keeps every
   BatchNorm in eval mode.
@@ -72,6 +76,73 @@ class FacenetSlice(nn.Module):
 
     def extra_repr(self) -> str:
         return f"{self.names[0]} .. {self.names[-1]}" + (" + L2 normalise" if self.normalize else "")
+
+
+DLIB_STAGES = ("stem", *(f"block{i}" for i in range(14)), "fc")  # DlibFaceResNet.forward, in order
+
+
+class DlibSlice(nn.Module):
+    """dlib's ResNet stages ``[start, stop)`` as a module (parameters shared with ``model``).
+
+    Args:
+        model: a :class:`facekit.pretrained.DlibFaceResNet` (e.g. :func:`facekit.pretrained.load_dlib_resnet`).
+        start: first stage run (default: ``"stem"``, the (B, 3, 150, 150) chips in [0, 255]); stop: first stage
+            *not* run (default: run to the end, the raw 128-d descriptor). ``"blockK"`` is ``model.blocks[K]``;
+            ``"stem"`` is the input scaling, the 7x7 conv, its affine layer, ReLU and max pool; ``"fc"`` is the
+            global average pool and the fc layer.
+
+    >>> from facekit.pretrained import DlibFaceResNet
+    >>> net = DlibFaceResNet().eval()
+    >>> trunk, head = DlibSlice(net, stop="block10"), DlibSlice(net, start="block10")
+    >>> trunk(torch.zeros(1, 3, 150, 150)).shape
+    torch.Size([1, 128, 8, 8])
+    >>> head.names[0], head(trunk(torch.zeros(1, 3, 150, 150))).shape
+    ('block10', torch.Size([1, 128]))
+    """
+
+    def __init__(self, model: nn.Module, start: str | None = None, stop: str | None = None):
+        super().__init__()
+        for name, value in (("start", start), ("stop", stop)):
+            if value is not None and value not in DLIB_STAGES:
+                raise ValueError(f"{name}={value!r} is not a stage of dlib's ResNet; "
+                                 f"accepted: {', '.join(DLIB_STAGES)}")
+        for attr in ("conv1", "affine1", "blocks", "fc", "mean_rgb"):
+            if not hasattr(model, attr):
+                raise ValueError(f"model ({type(model).__name__}) has no {attr!r}: give a DlibFaceResNet")
+        i = 0 if start is None else DLIB_STAGES.index(start)
+        j = len(DLIB_STAGES) if stop is None else DLIB_STAGES.index(stop)
+        if i >= j:
+            raise ValueError(f"empty slice: start={start!r} is not before stop={stop!r}")
+        self.names = DLIB_STAGES[i:j]
+        parts: dict[str, nn.Module] = {}
+        for n in self.names:
+            if n == "stem":
+                parts.update(conv1=model.conv1, affine1=model.affine1)
+            elif n == "fc":
+                parts["fc"] = model.fc
+            else:
+                parts[n] = model.blocks[int(n[len("block"):])]
+        self.parts = nn.ModuleDict(parts)
+        if "stem" in self.names:
+            self.register_buffer("mean_rgb", model.mean_rgb, persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        from facekit.pretrained.dlib_resnet import INPUT_SCALE
+
+        for name in self.names:
+            if name == "stem":  # DlibFaceResNet.normalize and the first lines of .features
+                if x.ndim != 4 or x.shape[1] != 3:
+                    raise ValueError(f"expected RGB chips of shape (B, 3, H, W), got {tuple(x.shape)}")
+                x = (x.to(self.mean_rgb.dtype) - self.mean_rgb) / INPUT_SCALE
+                x = F.max_pool2d(F.relu(self.parts["affine1"](self.parts["conv1"](x))), 3, 2)  # (B, 32, 35, 35)
+            elif name == "fc":
+                x = self.parts["fc"](x.mean(dim=(2, 3)))  # (B, 256, 2, 2) -> (B, 128)
+            else:
+                x = self.parts[name](x)
+        return x
+
+    def extra_repr(self) -> str:
+        return f"{self.names[0]} .. {self.names[-1]}"
 
 
 def _eval_hook(module: nn.Module, args):
@@ -179,5 +250,5 @@ def choose_open_set_threshold(known_scores, known_correct, unknown_scores) -> fl
     return float(candidates[int(np.argmax(acc))])
 
 
-__all__ = ["FACENET_STAGES", "FacenetSlice", "keep_norm_stats", "few_shot_split", "Gallery", "enrol", "identify",
-           "OpenSetResult", "open_set_metrics", "choose_open_set_threshold"]
+__all__ = ["FACENET_STAGES", "FacenetSlice", "DLIB_STAGES", "DlibSlice", "keep_norm_stats", "few_shot_split", "Gallery",
+           "enrol", "identify", "OpenSetResult", "open_set_metrics", "choose_open_set_threshold"]
