@@ -27,8 +27,10 @@
 #    calibration on real chips), **fp16** and **bf16**, global **magnitude pruning**, and **knowledge
 #    distillation** into a MobileFaceNet-sized student; for each: size on disk, CPU latency, and LFW verification
 #    (TAR@FAR and k-fold accuracy) beside the fp32 model;
-# 3. **ONNX** export and onnxruntime inference, with the numerical parity asserted;
-# 4. a working **face search**: enrol a gallery, search probes with a vector index (faiss), set the decision
+# 3. a second real model, **FaceNet** (Inception-ResNet-v1, chapter 10), through the same int8 and bf16
+#    recipes, with its batch norms folded into its convolutions first;
+# 4. **ONNX** export and onnxruntime inference, with the numerical parity asserted;
+# 5. a working **face search**: enrol a gallery, search probes with a vector index (faiss), set the decision
 #    threshold from a target false alarm rate, and measure the open-set rejection of people who are not enrolled.
 #
 # Every number comes from this run; the `cpu` profile runs a subset of LFW's pairs, the `gpu` profile all 6,000.
@@ -88,6 +90,10 @@ class Sizes:
     latency_batch: int  # images per call of the throughput measurement
     latency_repeats: int  # timed calls of each model (the median counts)
     latency_seconds: float  # a slow model (fp16 on a CPU) gets fewer timed calls, about this many seconds
+    fn_pairs_per_fold: int  # FaceNet: the first n/2 genuine and n/2 impostor of each fold's evaluated pairs
+    fn_calib_images: int  # FaceNet: MTCNN crops that calibrate its static int8 (people outside the folds)
+    fn_unfolded: bool  # FaceNet: also quantise it with its batch norms left in float (to see what folding buys)
+    timing_warmup: int  # untimed calls of each model before timing (FaceNet's table)
     prune_amounts: tuple  # fractions of weights zeroed by global magnitude pruning
     known_people: int  # search: enrolled people (each with >= enrol + probes images)
     enrol_per_person: int  # gallery images of each enrolled person
@@ -99,16 +105,21 @@ PROFILE, S = fk.profiles.pick(
     profile,
     smoke=Sizes(eval_folds=(0, 5), pairs_per_fold=10, far=0.1, calib_images=16, distill_images=32,
                 student="mobilefacenet_tiny", student_size=64, distill_epochs=1, fp16_eval_images=4,
-                latency_batch=4, latency_repeats=3, latency_seconds=1.0, prune_amounts=(0.5,), known_people=6,
+                latency_batch=2, latency_repeats=3, latency_seconds=1.0, fn_pairs_per_fold=2, fn_calib_images=4,
+                fn_unfolded=False,
+                timing_warmup=1,
+                prune_amounts=(0.5,), known_people=6,
                 enrol_per_person=1,
                 probes_per_person=2, unknown_people=12),
     cpu=Sizes(eval_folds=tuple(range(10)), pairs_per_fold=40, far=0.01, calib_images=128, distill_images=600,
               student="mobilefacenet_tiny", student_size=64, distill_epochs=8, fp16_eval_images=32,
-              latency_batch=16, latency_repeats=10, latency_seconds=8.0, prune_amounts=(0.3, 0.5, 0.7), known_people=50,
+              latency_batch=16, latency_repeats=10, latency_seconds=8.0, fn_pairs_per_fold=12,
+              fn_calib_images=16, fn_unfolded=True, timing_warmup=2, prune_amounts=(0.3, 0.5, 0.7), known_people=50,
               enrol_per_person=2, probes_per_person=2, unknown_people=200),
     gpu=Sizes(eval_folds=tuple(range(10)), pairs_per_fold=600, far=0.001, calib_images=512, distill_images=0,
               student="mobilefacenet", student_size=112, distill_epochs=60, fp16_eval_images=256,
-              latency_batch=32, latency_repeats=20, latency_seconds=10.0, prune_amounts=(0.3, 0.5, 0.7),
+              latency_batch=32, latency_repeats=20, latency_seconds=10.0, fn_pairs_per_fold=200,
+              fn_calib_images=256, fn_unfolded=True, timing_warmup=2, prune_amounts=(0.3, 0.5, 0.7),
               known_people=300,
               enrol_per_person=2, probes_per_person=2, unknown_people=1000),
 )
@@ -133,7 +144,7 @@ print(f"profile={PROFILE}, device for training={DEVICE}, LFW found: {REAL}, torc
 #   `pairs.txt`;
 # - **calibration and distillation**: images of people who appear in **none** of the evaluated folds, so the
 #   student and the int8 observers never see a person they are tested on;
-# - **search**: enrolled people with several images, and people never enrolled (section 7).
+# - **search**: enrolled people with several images, and people never enrolled (section 9).
 #
 # Without LFW, synthetic faces rendered at 150 pixels stand in (the pretrained model then sees cartoons: the
 # pipeline runs, the accuracies mean little).
@@ -247,13 +258,13 @@ def verification(emb: torch.Tensor) -> dict:
     return {"tar_at_far": tar.tar, "kfold_acc": kfold.mean, "kfold_std": kfold.std}
 
 
-rows, REF, MODELS = [], {}, {}
+rows, REF, MODELS, EMB = [], {}, {}, {}
 
 
 def evaluate(method: str, model, *, emb=None, size_model=None, ref=None, note="") -> dict:
     """One row of the compression table (latency comes later); the fp32 row must come first."""
     emb = embed(model) if emb is None else emb
-    MODELS[method] = model
+    MODELS[method], EMB[method] = model, emb
     row = {"method": method, "size_mb": state_dict_mb(size_model or model)}
     if not REF:
         REF.update(emb=emb)
@@ -404,7 +415,7 @@ pd.DataFrame(rows).set_index("method").round(4).tail(len(S.prune_amounts))
 # preset, depthwise convolutions) sees the same chips resized to `student_size` (`ChipInput` keeps the teacher's
 # input convention, so latencies compare like with like). It trains on people outside the evaluated folds (and
 # their mirror images, with the teacher's embeddings of the mirrored chips) and is then evaluated like every
-# other row.
+# other row. The teacher here is dlib's network; FaceNet (section 7) is compressed by quantisation only.
 #
 # One trap, measured below: dlib's descriptors are not centred. All faces share a large common component, so
 # even two *different* people have a high cosine, and a "student" that outputs the same vector, the mean
@@ -475,13 +486,13 @@ ax.legend(); plt.show()
 THREADS = latency_threads or torch.get_num_threads()
 
 
-def timed(models: dict) -> dict:
+def timed(models: dict, example: torch.Tensor = EXAMPLE, warmup: int = 2, seconds: float = S.latency_seconds) -> dict:
     """compare_latency with THREADS intra-op threads (restored afterwards)."""
     before = torch.get_num_threads()
     torch.set_num_threads(THREADS)
     try:
-        return compare_latency(models, EXAMPLE, batch_size=S.latency_batch, rounds=S.latency_repeats,
-                               max_seconds=S.latency_seconds)
+        return compare_latency(models, example, batch_size=S.latency_batch, warmup=warmup, rounds=S.latency_repeats,
+                               max_seconds=seconds)
     finally:
         torch.set_num_threads(before)
 
@@ -530,7 +541,166 @@ assert all(np.isfinite(table[c]).all() for c in ("size_mb", "batch1_ms", "cos_to
 assert pr["size_ratio"] > 0.95  # zeros stored densely: no smaller on disk
 
 # %% [markdown]
-# ## 7. ONNX export and onnxruntime
+# ## 7. A second model: FaceNet at int8 and bf16
+#
+# Does what held for dlib's ResNet hold for another architecture? **FaceNet** (`facekit.pretrained.load_facenet`:
+# Sandberg's Inception-ResNet-v1 trained on CASIA-WebFace, converted from its frozen TensorFlow graph, chapter 10)
+# takes 160x160 RGB crops standardised as $(x - 127.5)/128$ (`standardize_faces`) and returns 512-d unit vectors.
+# Its photo pipeline is chapter 10's: MTCNN finds every face, the one nearest the image centre is cropped with a
+# margin (`facekit.pretrained.face_crops`, detections cached in `$FACEKIT_CACHE`). It is a quantisation subject
+# only: the distillation of section 6 uses dlib's network as its teacher.
+#
+# Two things differ from dlib's network:
+#
+# - every convolution of a `BasicConv2d` is followed by a `BatchNorm2d` (and the 512-d bottleneck `Linear` by a
+#   `BatchNorm1d`). In eval mode a batch norm is a per-channel affine map, so it can be **folded** into the layer
+#   before it: $w' = w\,\gamma/\sqrt{\sigma^2+\epsilon}$, $b' = (b - \mu)\,\gamma/\sqrt{\sigma^2+\epsilon} + \beta$
+#   (`facekit.compress.fold_batchnorm`; the outputs must not change, asserted). `static_int8` wraps each conv in
+#   its own quantise/dequantise pair, so an unfolded batch norm runs in float after every int8 convolution; folded,
+#   its offset is inside the int8 convolution and the observer sees the range the layer really produces. We
+#   quantise both versions (the `smoke` profile only the folded one) to measure what folding buys;
+# - the residual branches are concatenated and scaled in float between the int8 convolutions, as dlib's adds are.
+#
+# FaceNet is evaluated on a subset of the **same** LFW pairs as dlib (the first `fn_pairs_per_fold` of each
+# evaluated fold's pairs, half genuine), and its int8 observers are calibrated on MTCNN crops of the same people
+# outside the evaluated folds that calibrate dlib's. dlib's rows are scored again on that subset (their embeddings,
+# sizes and latencies come from the sections above), so the two models share one table. Without LFW, the synthetic
+# chips resized to 160 pixels stand in for the crops (MTCNN is skipped).
+
+# %%
+from IPython.display import display
+
+from facekit.compress import fold_batchnorm
+from facekit.pretrained import face_crops, load_facenet, standardize_faces
+
+try:
+    facenet = load_facenet()  # converted from the frozen graph once, then read from $FACEKIT_CACHE
+except (ImportError, FileNotFoundError) as err:
+    facenet = None
+    print("FaceNet skipped (section 7):", err)
+FN_OK = facenet is not None
+fn_half = max(1, S.fn_pairs_per_fold // 2)
+fn_pairs = np.concatenate([np.r_[np.flatnonzero((pair_fold == k) & is_same)[:fn_half],
+                                 np.flatnonzero((pair_fold == k) & ~is_same)[:fn_half]] for k in np.unique(pair_fold)])
+fn_rows = np.unique(np.r_[pair_a[fn_pairs], pair_b[fn_pairs]])  # the evaluation images these pairs use
+fn_pos = np.full(len(eval_chips), -1)
+fn_pos[fn_rows] = np.arange(len(fn_rows))
+fn_a, fn_b, fn_same = fn_pos[pair_a[fn_pairs]], fn_pos[pair_b[fn_pairs]], is_same[fn_pairs]
+fn_folds = [np.flatnonzero(pair_fold[fn_pairs] == k) for k in np.unique(pair_fold[fn_pairs])]
+
+
+def facenet_inputs(paths=None, chips=None) -> tuple[torch.Tensor, float]:
+    """(N, 3, 160, 160) standardised FaceNet inputs and the fraction of images where MTCNN found a face."""
+    if REAL:
+        crops, found, _ = face_crops(paths)  # (N, 160, 160, 3) uint8, the face nearest the centre
+        return standardize_faces(torch.from_numpy(crops).permute(0, 3, 1, 2)), float(found.mean())
+    x = F.interpolate(chips.float(), size=160, mode="bilinear", align_corners=False)  # synthetic: no detector
+    return standardize_faces(x.clamp(0, 255)), float("nan")
+
+
+def fn_embed(model, x) -> torch.Tensor:
+    with torch.inference_mode():
+        return torch.cat([model(b) for b in x.split(BATCH)]).float()  # (N, 512)
+
+
+def fn_verification(emb: torch.Tensor) -> dict:
+    """TAR@FAR and k-fold accuracy of the FaceNet pair subset from the embeddings of its images."""
+    scores = cosine_scores(emb[fn_a].numpy(), emb[fn_b].numpy())
+    kfold = kfold_accuracy(scores, fn_same, folds=fn_folds)
+    return {"tar_at_far": tar_at_far(scores, fn_same, (S.far,))[0].tar, "kfold_acc": kfold.mean}
+
+
+if FN_OK:
+    t = time.perf_counter()
+    fn_x, fn_found = facenet_inputs([eval_paths[i] for i in fn_rows] if REAL else None, eval_chips[fn_rows])
+    fn_calib, _ = facenet_inputs(calib_paths[: S.fn_calib_images] if REAL else None,
+                                 calib_chips[: S.fn_calib_images])
+    t_crops = time.perf_counter() - t
+    n_bn = sum(isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)) for m in facenet.modules())
+    fn_emb = {"fp32": fn_embed(facenet, fn_x)}
+    fn_folded, n_folded = fold_batchnorm(facenet)
+    n_check = min(8, len(fn_x))
+    fold_diff = float((fn_embed(fn_folded, fn_x[:n_check]) - fn_emb["fp32"][:n_check]).abs().max())
+    t = time.perf_counter()
+    fn_models = {"fp32": facenet}
+    if S.fn_unfolded:
+        fn_models["static int8, batch norms in float"] = static_int8(facenet, fn_calib.split(16), backend=quant_backend)
+    fn_models.update({
+        "static int8, batch norms folded": static_int8(fn_folded, fn_calib.split(16), backend=quant_backend),
+        "dynamic int8 (Linear)": dynamic_int8(facenet),
+        "bf16 (weights + compute)": cast_precision(facenet, "bf16"),
+    })
+    t_quant = time.perf_counter() - t
+    print(f"FaceNet: {count_parameters(facenet) / 1e6:.2f} M parameters; {len(fn_pairs)} of the {len(is_same)} "
+          f"pairs, {len(fn_rows)} images (MTCNN found a face in {fn_found:.1%}), {len(fn_calib)} calibration crops, "
+          f"made in {t_crops:.1f} s; {n_folded} of {n_bn} batch norms folded, max |difference| of the embeddings "
+          f"{fold_diff:.1e}; quantised in {t_quant:.1f} s; Linear layers hold {layer_coverage(facenet):.1%} "
+          f"of the weights")
+    assert n_folded == n_bn and fold_diff < 1e-4
+
+# %% [markdown]
+# Every FaceNet version embeds the same crops; the latency is timed as in section 6 (one 160x160 crop, the same
+# threads, round-robin, fewer timed calls of a slow model), dlib's rows reuse section 6's timings of a 150x150
+# chip. `speedup`, `size_ratio` and `drop_pts` compare each row with **its own model's** fp32 row.
+
+# %%
+if FN_OK:
+    t = time.perf_counter()
+    fn_emb.update({name: fn_embed(m, fn_x) for name, m in fn_models.items() if name not in fn_emb})
+    fn_lat = timed(fn_models, fn_x[:1], warmup=S.timing_warmup, seconds=S.latency_seconds / 4)  # ~4x dlib's cost
+    fn_rows_out = [{"model": "FaceNet", "method": name, "size_mb": state_dict_mb(m),
+                    "batch1_ms": fn_lat[name].batch1_ms, f"ips@{S.latency_batch}": fn_lat[name].throughput_ips,
+                    "cos_to_fp32": float(F.cosine_similarity(fn_emb[name], fn_emb["fp32"], dim=1).mean()),
+                    **fn_verification(fn_emb[name])} for name, m in fn_models.items()]
+    dlib_methods = {"fp32": base["method"], "static int8": "static int8 (conv + linear)",
+                    **{m: m for m in ("dynamic int8 (Linear)", "bf16 (weights + compute)")}}
+    dlib_rows = [{"model": "dlib ResNet", "method": short, **table.loc[long, ["size_mb", "batch1_ms",
+                                                                             f"ips@{S.latency_batch}"]].to_dict(),
+                  "cos_to_fp32": float(F.cosine_similarity(EMB[long][fn_rows], REF["emb"][fn_rows], dim=1).mean()),
+                  **fn_verification(EMB[long][fn_rows])} for short, long in dlib_methods.items()]
+    fn_table = pd.DataFrame(dlib_rows + fn_rows_out).set_index(["model", "method"])
+    fp32_of = fn_table.xs("fp32", level="method")
+    own = fn_table.index.get_level_values("model")
+    fn_table["size_ratio"] = fn_table["size_mb"].values / fp32_of.loc[own, "size_mb"].values
+    fn_table["speedup"] = fp32_of.loc[own, "batch1_ms"].values / fn_table["batch1_ms"].values
+    fn_table["drop_pts"] = 100 * (fp32_of.loc[own, "kfold_acc"].values - fn_table["kfold_acc"].values)
+    print(f"{len(fn_pairs)} LFW pairs ({fn_same.sum()} genuine) of folds {S.eval_folds}; TAR at FAR={S.far}; "
+          f"FaceNet embedded and timed in {time.perf_counter() - t:.1f} s")
+    display(fn_table[["size_mb", "size_ratio", "batch1_ms", "speedup", f"ips@{S.latency_batch}", "cos_to_fp32",
+                      "tar_at_far", "kfold_acc", "drop_pts"]].round(4))
+
+# %%
+if FN_OK:
+    fn = fn_table.loc["FaceNet"]
+    f8 = fn.loc["static int8, batch norms folded"]
+    u8 = fn.loc["static int8, batch norms in float"] if S.fn_unfolded else f8  # smoke: the folded model only
+    record("facenet_fp32_kfold_acc", fn.loc["fp32", "kfold_acc"])
+    record("facenet_static_int8_kfold_acc", f8["kfold_acc"])
+    record("facenet_static_int8_drop_pts", f8["drop_pts"], unit="pts")
+    record("facenet_static_int8_cos", f8["cos_to_fp32"])
+    record("facenet_static_int8_size_ratio", f8["size_ratio"])
+    record("facenet_static_int8_speedup", f8["speedup"], unit="x")
+    if S.fn_unfolded:
+        record("facenet_fold_int8_speedup", u8["batch1_ms"] / f8["batch1_ms"], unit="x")
+    record("facenet_bf16_speedup", fn.loc["bf16 (weights + compute)", "speedup"], unit="x")
+    assert np.isfinite(fn[["size_mb", "batch1_ms", "cos_to_fp32"]].to_numpy(float)).all()
+    assert f8["cos_to_fp32"] > 0.95 and u8["cos_to_fp32"] > 0.95
+    assert fn.loc["dynamic int8 (Linear)", "cos_to_fp32"] > 0.999
+    assert fn.loc["bf16 (weights + compute)", "cos_to_fp32"] > 0.99
+    assert f8["size_ratio"] < 0.35 and fn.loc["bf16 (weights + compute)", "size_ratio"] < 0.55
+    if PROFILE != "smoke" and REAL:  # enough pairs for the accuracy to mean something
+        assert f8["cos_to_fp32"] > 0.98 and abs(f8["drop_pts"]) < 3.0
+    fig, ax = plt.subplots(figsize=(6, 3))
+    for model, part in fn_table.groupby(level="model"):
+        ax.scatter(part["batch1_ms"], 100 * part["kfold_acc"], s=20 + 2 * part["size_mb"], label=model)
+        for (m, name), r in part.iterrows():
+            ax.annotate(name, (r["batch1_ms"], 100 * r["kfold_acc"]), fontsize=6)
+    ax.set(xscale="log", xlabel="batch-1 latency (ms, log)", ylabel="k-fold accuracy (%)",
+           title=f"{len(fn_pairs)} LFW pairs: two models (marker area ~ size)")
+    ax.legend(fontsize=7); plt.show()
+
+# %% [markdown]
+# ## 8. ONNX export and onnxruntime
 #
 # ONNX is the exchange format most inference engines read (onnxruntime, TensorRT, OpenVINO, mobile runtimes).
 # `facekit.compress.export_onnx` uses torch's TorchScript-based exporter (fast, works in torch 2.11 and 2.14, a
@@ -557,7 +727,7 @@ assert max_diff < 1e-4
 onnx_row.round(2)
 
 # %% [markdown]
-# ## 8. A working face search: enrolment, top-k, and open-set rejection
+# ## 9. A working face search: enrolment, top-k, and open-set rejection
 #
 # A search system **enrols** a gallery (a few images of each known person, their embeddings stored with the
 # identity) and answers a probe with the most similar gallery entries. Closed-set, the question is rank-1 /
@@ -654,7 +824,7 @@ if PROFILE != "smoke" and REAL:
     assert r32["test_false_alarm"] < S_FAR + 0.1  # other unknown people: close to the target, not exactly on it
 
 # %% [markdown]
-# ## 9. What to take away
+# ## 10. What to take away
 #
 # The cell below reads the tables of this run back as sentences (each number and each "faster / slower" is
 # computed here, so a run on another CPU may read differently). What to look for:
@@ -666,6 +836,8 @@ if PROFILE != "smoke" and REAL:
 #   GPU both are the default way to run inference).
 # - **Pruning** with dense kernels and dense storage is expected to change neither size nor speed; its accuracy
 #   cost grows with the fraction pruned. It pays with sparse kernels or structured (channel) pruning.
+# - A second architecture, **FaceNet**, answers whether these conclusions carry over: compare its static int8
+#   row (batch norms folded first, as any deployment toolchain does) with dlib's in section 7's table.
 # - **Distillation** gives the smallest, fastest model; how close it gets to the teacher depends on how many
 #   faces it learns from (compare the `cpu` and `gpu` profiles).
 # - A search system is judged **open-set**: the false alarm rate of people who are not enrolled, at a threshold
@@ -701,5 +873,13 @@ lines = [f"On {len(is_same)} {'LFW' if REAL else 'synthetic'} pairs the fp32 tea
          f"of {S_FAR:.3f} on held-out unknowns, other unknowns raise false alarms at {r32['test_false_alarm']:.1%} and "
          f"enrolled people are found (DIR) at {r32['DIR']:.1%}; with the int8 model rank-1 is "
          f"{results['static int8']['rank1']:.1%}."]
+if FN_OK:
+    lines.insert(-2, f"FaceNet on {len(fn_pairs)} of these pairs: fp32 k-fold {fn.loc['fp32', 'kfold_acc']:.2%}; "
+                 f"static int8 with folded batch norms: {f8['size_ratio']:.2f} of the size, {f8['speedup']:.2f}x "
+                 f"fp32's batch-1 speed, k-fold {f8['kfold_acc']:.2%} ({0.0 - f8['drop_pts']:+.2f} pts), mean cosine "
+                 f"to fp32 {f8['cos_to_fp32']:.4f}; "
+                 + (f"folding the batch norms made the int8 model {u8['batch1_ms'] / f8['batch1_ms']:.2f}x as "
+                    "fast as leaving them in float; " if S.fn_unfolded else "") + "bf16: "
+                 f"{fn.loc['bf16 (weights + compute)', 'speedup']:.2f}x fp32's speed.")
 print("\n".join("- " + line for line in lines))
 record("runtime_s", time.perf_counter() - T0, unit="s")

@@ -10,14 +10,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from facekit.compress import (ChipInput, EmbeddingDistillLoss, affine_qparams, cast_precision, dynamic_int8,
-                              fake_quantize, global_magnitude_prune, latency, layer_coverage, sparsity,
+                              fake_quantize, fold_batchnorm, global_magnitude_prune, latency, layer_coverage, sparsity,
                               state_dict_mb, static_int8)
 from facekit.config import ConfigError
 from facekit.models import create_embedding
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 MODULES = ["facekit.compress", "facekit.compress.quantize", "facekit.compress.prune", "facekit.compress.distill",
-           "facekit.compress.measure"]
+           "facekit.compress.measure", "facekit.compress.fuse"]
 
 
 @pytest.mark.parametrize("name", MODULES)
@@ -188,3 +188,66 @@ def test_compare_latency_round_robin_orders_models():
                           rounds=3)
     assert out["slow"].batch1_ms > 5 * out["fast"].batch1_ms
     assert out["fast"].batch1_ms >= 1.0 and out["slow"].throughput_ips < 2 / 0.02
+
+
+class _ConvBnRelu(nn.Module):  # facenet-pytorch's BasicConv2d: conv (no bias), batch norm, ReLU
+    def __init__(self, cin, cout):
+        super().__init__()
+        self.conv = nn.Conv2d(cin, cout, 3, padding=1, bias=False)
+        self.bn = nn.BatchNorm2d(cout, eps=1e-3)
+        self.relu = nn.ReLU()
+
+    def forward(self, x):
+        return self.relu(self.bn(self.conv(x)))
+
+
+def _random_stats(net):
+    torch.manual_seed(3)
+    with torch.no_grad():
+        for m in net.modules():
+            if isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)):
+                m.running_mean.normal_(0, 0.5)
+                m.running_var.uniform_(0.5, 2.0)
+                m.weight.uniform_(0.5, 1.5)
+                m.bias.normal_(0, 0.3)
+    return net.eval()
+
+
+def test_fold_batchnorm_by_hand_and_exact():
+    torch.manual_seed(0)
+    net = _random_stats(nn.Sequential(_ConvBnRelu(3, 8), _ConvBnRelu(8, 8), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+                                      nn.Linear(8, 4, bias=False), nn.BatchNorm1d(4)))
+    x = torch.randn(5, 3, 12, 12)
+    folded, count = fold_batchnorm(net, example=x, atol=1e-5)
+    assert count == 3 and sum(isinstance(m, nn.Identity) for m in folded.modules()) == 3
+    assert not any(isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)) for m in folded.modules())
+    assert isinstance(net[0].bn, nn.BatchNorm2d)  # the original is untouched
+    bn, conv = net[0].bn, net[0].conv  # the formula by hand: w' = w * g / sqrt(v + eps), b' = beta - mean * g / ...
+    k = bn.weight / torch.sqrt(bn.running_var + bn.eps)
+    assert torch.allclose(folded[0].conv.weight, conv.weight * k[:, None, None, None], atol=1e-6)
+    assert torch.allclose(folded[0].conv.bias, bn.bias - bn.running_mean * k, atol=1e-6)
+    assert torch.allclose(folded(x), net(x), atol=1e-5)
+
+
+def test_fold_batchnorm_refuses_a_wrong_order():
+    class BnFirst(nn.Module):  # registered conv, bn but applied bn, conv: folding would change the function
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(4, 4, 1)
+            self.bn = nn.BatchNorm2d(4)
+
+        def forward(self, x):
+            return self.conv(self.bn(x))
+
+    net = _random_stats(BnFirst())
+    with pytest.raises(ValueError, match="batch norm"):
+        fold_batchnorm(net, example=torch.randn(2, 4, 5, 5))
+    assert fold_batchnorm(net)[1] == 1  # without an example nothing is checked
+
+
+def test_fold_batchnorm_then_static_int8_close():
+    net = _random_stats(nn.Sequential(_ConvBnRelu(3, 8), _ConvBnRelu(8, 16), nn.AdaptiveAvgPool2d(1), nn.Flatten()))
+    folded, _ = fold_batchnorm(net)
+    q = static_int8(folded, [torch.rand(16, 3, 16, 16)], backend="fbgemm")
+    x = torch.rand(8, 3, 16, 16)
+    assert F.cosine_similarity(q(x), net(x), dim=1).min() > 0.98
