@@ -33,7 +33,9 @@
 # 1. trains the article's one-box regressor and measures where it breaks (no face, two faces, many faces);
 # 2. writes the pieces of a real detector (IoU, anchors, box encoding, focal and regression losses, NMS) from
 #    scratch and checks each against `torchvision.ops` and `facekit.detection`;
-# 3. trains facekit's small anchor detector on synthetic scenes, then fine-tunes it on four real photos;
+# 3. trains facekit's small anchor detector on synthetic scenes, then fine-tunes it on four real photos, and
+#    compares the fine-tuning regimes (from scratch, heads only, partial with frozen early layers and a lower
+#    backbone learning rate, full) on held-out photos and on the synthetic scenes (forgetting);
 # 4. evaluates it with precision-recall curves, AP@0.5 and COCO's AP@[.5:.95];
 # 5. compares it with OpenCV's Haar cascade, MTCNN and dlib's HOG detector on the same images;
 # 6. aligns the detected faces to the 112 x 112 ArcFace template with a similarity transform, and measures what
@@ -69,7 +71,7 @@ from facekit.detection.anchors import LABEL
 from facekit.metrics.detection import detection_ap, precision_recall
 from facekit.metrics.verification import verification_report
 from facekit.reports import record
-from facekit.train import Callback, fit, resolve_device
+from facekit.train import Callback, count_trainable, fit, freeze, param_groups, resolve_device
 
 fk.viz.setup_notebook()
 T0 = time.perf_counter()
@@ -576,11 +578,29 @@ if REAL:
     real_items = [padded(im, t, flip) for im, t in real_train_items for flip in (False, True)]
     real_anchors = detector.anchors((PAD, PAD))
     real_data = encoded(real_items, real_anchors)
-    finetuned = FaceDetector(detector.config)
-    finetuned.load_state_dict(detector.state_dict())
-    ft_history = fit(finetuned, real_data, loss_fn=DetectionLoss(), metrics={}, epochs=S.finetune_epochs,
-                     batch_size=4, lr=1e-3, scheduler="cosine", seed=seed, device=DEVICE, progress=False)
-    finetuned = finetuned.cpu().eval()
+    EARLY = ["stages.0", "stages.1"]  # the stride-2 and stride-4 stages: edges, colours, textures
+    REGIMES = {  # name: (start from the synthetic detector?, frozen prefixes, lr multipliers, base learning rate)
+        "from scratch": (False, [], {}, 3e-3),  # random init (the synthetic detector's), its from-scratch lr
+        "heads only": (True, ["stages"], {}, 1e-3),  # backbone frozen; FPN neck + heads trained
+        "partial": (True, EARLY, {"stages": 0.1}, 1e-3),  # early stages frozen, later stages at lr / 10
+        "full": (True, [], {}, 1e-3),  # every weight at the same lr
+    }
+
+    def finetune_detector(regime):
+        """The detector trained on the real photos (and mirrors) for S.finetune_epochs under one of REGIMES."""
+        pretrained, frozen, lr_scales, lr = REGIMES[regime]
+        torch.manual_seed(seed)
+        model = FaceDetector(detector.config)
+        if pretrained:
+            model.load_state_dict(detector.state_dict())
+        if frozen:
+            freeze(model, frozen)  # also freezes their BatchNorm statistics
+        groups = param_groups(model, lr_scales) if lr_scales else None
+        hist = fit(model, real_data, loss_fn=DetectionLoss(), metrics={}, epochs=S.finetune_epochs, batch_size=4,
+                   lr=lr, scheduler="cosine", seed=seed, device=DEVICE, progress=False, param_groups=groups)
+        return model.cpu().eval(), hist
+
+    finetuned, ft_history = finetune_detector("full")
     ft_curve = pd.DataFrame(ft_history.records).set_index("epoch")["train_loss"]
     train_boxes = torch.cat([torch.as_tensor(t["boxes"]) for _, t in real_train_items])  # (18, 4)
     sides = train_boxes[:, 2:] - train_boxes[:, :2]
@@ -611,6 +631,89 @@ plt.show()
 if PROFILE != "smoke":
     assert curve["val_loss"].iloc[-1] < curve["val_loss"].iloc[0], "validation loss goes down"
     assert curve["val_ap50"].iloc[-1] > 0.5, "the detector finds most synthetic faces"
+
+# %% [markdown]
+# ### Which weights to fine-tune?
+#
+# The same four photos, the same held-out photos and the same number of epochs, four regimes (chapter 6 compares
+# them for verification):
+#
+# - **from scratch**: random weights trained on the photos alone (at the from-scratch learning rate 3e-3);
+# - **heads only**: the synthetic-trained backbone (`stages`) frozen, only the feature pyramid and the prediction
+#   heads train: the detection analogue of a linear probe;
+# - **partial**: the two early stages frozen, the later backbone stages at a tenth of the learning rate
+#   (`facekit.train.param_groups`), the neck and heads at the full rate;
+# - **full**: every weight at the same rate (the fine-tuning above).
+#
+# Each model is evaluated with AP@0.5 on the held-out real photos (what fine-tuning is for) and on the synthetic
+# test scenes (what it forgets); "synthetic only" is the detector before any fine-tuning. With four photos the
+# question is how much of the synthetic detector each regime keeps and whether what it changes generalises: the
+# columns "real gain" (held-out AP@0.5 minus the synthetic-only detector's) and "forgetting" (synthetic AP@0.5 lost)
+# answer it, and the verdict below is printed from them.
+
+# %%
+def ap50_on(model, items):
+    """AP@0.5 of `model` on (image, target) items, images quantised to uint8 as the detectors below get them."""
+    images = [torch.from_numpy(to_uint8(im)).permute(2, 0, 1).float() / 255 for im, _ in items]
+    found = model.detect(images, score_threshold=0.05)
+    truth = [{"boxes": torch.as_tensor(t["boxes"]).float(), "ignore": t["ignore"]} if "ignore" in t else t["boxes"]
+             for _, t in items]  # real photos mark some faces "ignore" (neither hit nor miss)
+    return detection_ap(found, truth, iou_thresholds=(0.5,)).ap50
+
+
+if REAL:
+    regime_models = {r: (finetuned, ft_history) if r == "full" else finetune_detector(r) for r in REGIMES}
+    regime_rows = {}
+    for name, (model, hist) in {"synthetic only": (detector, None), **regime_models}.items():
+        trainable = 0 if hist is None else count_trainable(model)[0]
+        regime_rows[name] = {"trained params": trainable, "real AP@0.5": ap50_on(model, real_test_items),
+                             "synthetic AP@0.5": ap50_on(model, test_items),
+                             "final loss": float("nan") if hist is None else hist["train_loss"][-1],
+                             "s / epoch": float("nan") if hist is None else float(np.mean(hist["time_s"]))}
+    regimes = pd.DataFrame(regime_rows).T.astype({"trained params": int})
+    regimes["real gain"] = regimes["real AP@0.5"] - regimes.loc["synthetic only", "real AP@0.5"]
+    regimes["forgetting"] = regimes.loc["synthetic only", "synthetic AP@0.5"] - regimes["synthetic AP@0.5"]
+    print(f"{len(real_train_items)} training photos + mirrors, {S.finetune_epochs} epochs each; "
+          f"{len(real_test_items)} held-out photos, {len(test_items)} synthetic test scenes")
+    print(regimes.round(3).to_string())
+    tuned = regimes.drop(index="synthetic only")
+    best_real, least_forgetting = tuned["real AP@0.5"].idxmax(), tuned["forgetting"].idxmin()
+    print(f"verdict: best on held-out photos: {best_real} ({tuned.loc[best_real, 'real AP@0.5']:.3f}); least "
+          f"forgetting: {least_forgetting} ({tuned.loc[least_forgetting, 'forgetting']:+.3f}); synthetic pre-training "
+          f"+ full fine-tuning vs from scratch on the photos: {tuned.loc['full', 'real AP@0.5']:.3f} vs "
+          f"{tuned.loc['from scratch', 'real AP@0.5']:.3f}")
+    print("per regime, held-out photos vs the synthetic-only detector / synthetic scenes lost: " + "; ".join(
+        f"{name} {row['real gain']:+.3f} / {row['forgetting']:+.3f}" for name, row in tuned.iterrows()))
+    for name in tuned.index:
+        key = name.split(" ")[-1] if name != "heads only" else "heads"
+        record(f"ft_regime_real_ap50_{key}", round(tuned.loc[name, "real AP@0.5"], 4))
+        record(f"ft_regime_synthetic_ap50_{key}", round(tuned.loc[name, "synthetic AP@0.5"], 4))
+
+    before = detector.state_dict()
+    for regime, prefixes in [("heads only", ["stages"]), ("partial", EARLY)]:
+        after = regime_models[regime][0].state_dict()
+        same = [torch.equal(after[k], before[k]) for k in before if any(k.startswith(p + ".") for p in prefixes)]
+        assert same and all(same), f"{regime}: the frozen weights and BatchNorm statistics are unchanged"
+    assert not torch.equal(regime_models["partial"][0].state_dict()["stages.4.0.0.weight"],
+                           before["stages.4.0.0.weight"]), "partial: the late stages do train (at lr / 10)"
+    if PROFILE != "smoke":
+        assert tuned.loc["full", "real AP@0.5"] > tuned.loc["from scratch", "real AP@0.5"] + 0.2, \
+            "four photos are far too few to train the detector from scratch: synthetic pre-training is what works"
+        assert tuned.loc["partial", "forgetting"] < tuned.loc["full", "forgetting"], \
+            "freezing the early stages and slowing the rest keeps more of the synthetic detector than full fine-tuning"
+    print("checked: heads only leaves the whole backbone (weights and BatchNorm statistics) as it was, partial "
+          "leaves the early stages as they were and changes the later ones")
+
+    fig, ax = plt.subplots(figsize=(4.2, 2.4))
+    for name, (_, hist) in regime_models.items():
+        ax.plot(range(1, len(hist["train_loss"]) + 1), hist["train_loss"], label=name)
+    ax.set(xlabel="epoch", ylabel="training loss (real photos)", yscale="log")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    plt.show()
+else:
+    regimes = None
+    print("dlib_faces not found: the comparison of fine-tuning regimes is skipped")
 
 # %% [markdown]
 # ## 4. Evaluation: precision, recall and average precision
