@@ -41,7 +41,7 @@
 profile = "auto"  # smoke | cpu | gpu | auto (auto: $FACEKIT_PROFILE, else gpu if CUDA, else cpu)
 data_root = ""  # folder with lfw/; empty: FACEKIT_DATA, ./data, ../shared/datasets; LFW absent -> synthetic faces
 quant_backend = "x86"  # int8 kernels: x86 | fbgemm | onednn | qnnpack (ARM)
-latency_threads = 1  # intra-op threads while timing: 1 = per-core latency (steady on a shared machine); 0 = all
+latency_threads = 1  # intra-op threads while timing: 1 for per-core latency (steady on a shared machine), 0 for all
 seed = 0
 
 # %%

@@ -47,3 +47,19 @@ def test_committed_notebook_is_lean_and_parameterised(source):
 def test_no_stray_ipynb():
     for ipynb in NOTEBOOKS.glob("*.ipynb"):
         assert ipynb.with_suffix(".py").exists(), f"{ipynb.name} has no py:percent source"
+
+
+@pytest.mark.parametrize("source", SOURCES, ids=lambda p: p.name)
+def test_every_parameter_is_seen_by_papermill(source):
+    """Papermill skips an assignment it cannot parse (e.g. a second '=' in the comment), and then
+    `facekit report -p NAME=...` would reject that parameter as unknown."""
+    import ast
+
+    from facekit.reports.runner import notebook_parameters
+
+    nb = nbformat.read(source.with_suffix(".ipynb"), as_version=4)
+    cell = next(c for c in nb.cells if "parameters" in c.metadata.get("tags", []))
+    assigned = [t.id for node in ast.parse(cell.source).body if isinstance(node, ast.Assign)
+                for t in node.targets if isinstance(t, ast.Name)]
+    seen = notebook_parameters(source.with_suffix(".ipynb"))
+    assert list(seen) == assigned, f"{source.name}: papermill sees {list(seen)}, the cell assigns {assigned}"
