@@ -97,7 +97,7 @@ PROFILE, S = fk.profiles.pick(
                 loader_workers=(0,), dlib_chips=4, dlib_batch=4),
     cpu=Sizes(models=("article_cnn", "small_resnet", "vit", "iresnet_tiny", "mobilefacenet", "detector"),
               pretrained=("dlib_resnet", "facenet"), max_image_size=0, train_batch=16, sweep_batches=(1, 4, 16, 64),
-              warmup=2, repeats=5, latency_repeats=15, matmul_n=1024, copy_mib=128,
+              warmup=2, repeats=5, latency_repeats=15, matmul_n=2048, copy_mib=128,
               lever_models=("small_resnet", "mobilefacenet"), lever_batch=32, graph_batch=1,
               compile_models=("small_resnet",),
               loader_images=512, loader_batch=64, loader_workers=(0, 1), dlib_chips=16, dlib_batch=16),
