@@ -323,8 +323,11 @@ assert (table["forward_gflops"] > 0).all() and (table["train_img_s"] > 0).all(),
 assert (table["latency_p95_ms"] >= table["latency_ms"]).all(), "the 95th percentile is never below the median"
 assert (table["train_mfu"] > 0).all() and np.isfinite(table["train_mfu"]).all()
 over = table.index[table[["train_mfu", "infer_mfu"]].max(axis=1) > 1].tolist()
-if over:  # a model cannot beat the device's ceiling: the matmul was measured while the machine was busy
-    print(f"note: MFU above 1 for {over}: the matmul peak was under-measured (a busy machine, or small matrices)")
+if over:  # above the matmul reference: either the reference was under-measured, or the model's kernels beat it
+    print(f"note: MFU above 1 for {over}. The matmul reference is a practical peak, not a hard ceiling: it was "
+          f"measured at {peak.per_s / 1e12:.3f} TFLOP/s both before and after the models, so on this device the "
+          "convolution kernels (oneDNN on a CPU) run at least as fast per FLOP as torch.matmul, and 3x the forward "
+          "FLOPs slightly over-counts a training step (the first layer needs no input gradient)")
 if PROFILE != "smoke":  # tiny matrices at smoke under-measure the peak; 3x off would be a FLOP-counting error
     assert (table["train_mfu"] < 3).all(), "MFU is a fraction of the measured peak"
 
