@@ -44,7 +44,8 @@ def matmul_peak(*, device="cpu", dtype: torch.dtype | None = None, n: int = 4096
 
     Args:
         dtype: None = bf16 on CUDA, fp32 elsewhere.
-        n: matrix side; large enough to saturate the device (8192 on a GPU, 1-2k on a CPU: on the idle 2-core CPU here n=1024 and n=2048 gave the same 0.18-0.19 TFLOP/s).
+        n: matrix side; large enough to saturate the device (8192 on a GPU, 1-2k on a CPU: on the idle
+            2-core CPU here n=1024 and n=2048 gave the same 0.18-0.19 TFLOP/s).
     """
     device = resolve_device(device)
     if n < 1:
