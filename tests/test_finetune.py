@@ -192,3 +192,20 @@ def test_history_time_to_target_and_early_stop():
     hist = fit(model, images(), epochs=6, callbacks=[stopper], **FAST)
     assert len(hist.records) == 2 and hist.stopped_epoch == 2
     assert fit(convnet(), images(), epochs=2, **FAST).stopped_epoch is None
+
+
+def test_freeze_norm_stats_fixes_statistics_but_not_the_affine_parameters():
+    from facekit.train import freeze_norm_stats, unfreeze
+
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(4, 8), nn.BatchNorm1d(8), nn.Linear(8, 2))
+    assert freeze_norm_stats(net) == 1 and freeze_norm_stats(net) == 0  # a layer is fixed once
+    assert all(p.requires_grad for p in net.parameters())
+    before = net[1].running_mean.clone()
+    net.train()
+    net(torch.randn(16, 4) + 3).sum().backward()
+    torch.testing.assert_close(net[1].running_mean, before)  # stored statistics, even in train()
+    assert net[1].weight.grad is not None  # the affine part still learns
+    unfreeze(net)  # releases the statistics
+    net(torch.randn(16, 4) + 3)
+    assert not torch.equal(net[1].running_mean, before)

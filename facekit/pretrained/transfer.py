@@ -31,6 +31,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+from facekit.train.finetune import freeze_norm_stats
 
 FACENET_STAGES = ("conv2d_1a", "conv2d_2a", "conv2d_2b", "maxpool_3a", "conv2d_3b", "conv2d_4a", "conv2d_4b",
                   "repeat_1", "mixed_6a", "repeat_2", "mixed_7a", "repeat_3", "block8", "avgpool_1a", "dropout",
@@ -145,19 +146,13 @@ class DlibSlice(nn.Module):
         return f"{self.names[0]} .. {self.names[-1]}"
 
 
-def _eval_hook(module: nn.Module, args):
-    module.training = False
-
-
 def keep_norm_stats(model: nn.Module) -> int:
-    """Make every BatchNorm of ``model`` normalise with its stored statistics, even in ``train()``; returns how many."""
-    count = 0
-    for m in model.modules():
-        if isinstance(m, nn.modules.batchnorm._BatchNorm) and not getattr(m, "_facekit_keep_stats", False):
-            m.register_forward_pre_hook(_eval_hook)
-            m._facekit_keep_stats = True
-            count += 1
-    return count
+    """Make every BatchNorm of ``model`` normalise with its stored statistics, even in ``train()``; returns how many.
+
+    The same mechanism as :func:`facekit.train.freeze` uses for frozen parts
+    (:func:`facekit.train.finetune.freeze_norm_stats` over the whole model).
+    """
+    return freeze_norm_stats(model)
 
 
 def few_shot_split(labels, shots: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

@@ -2,13 +2,13 @@
 
 from facekit.train.callbacks import Callback, EarlyStopping, PlotHistory
 from facekit.train.checkpoint import load_checkpoint, save_checkpoint
-from facekit.train.finetune import (count_trainable, freeze, layer_decay_scales, layer_prefixes, linear_probe,
-                                    param_groups, trainable_parameters, unfreeze)
+from facekit.train.finetune import (count_trainable, freeze, freeze_norm_stats, layer_decay_scales, layer_prefixes,
+                                    linear_probe, param_groups, trainable_parameters, unfreeze)
 from facekit.train.loop import TrainConfig, History, FitState, accuracy, evaluate, fit, predict
 from facekit.train.plots import plot_history
 from facekit.train.seed import epoch_seed, resolve_device, seed_everything
 
 __all__ = ["Callback", "EarlyStopping", "PlotHistory", "TrainConfig", "History", "FitState", "accuracy",
            "evaluate", "fit", "predict", "plot_history", "load_checkpoint", "save_checkpoint",
-           "epoch_seed", "resolve_device", "seed_everything", "freeze", "unfreeze", "trainable_parameters",
-           "count_trainable", "param_groups", "layer_decay_scales", "layer_prefixes", "linear_probe"]
+           "epoch_seed", "resolve_device", "seed_everything", "freeze", "freeze_norm_stats", "unfreeze",
+           "trainable_parameters", "count_trainable", "param_groups", "layer_decay_scales", "layer_prefixes", "linear_probe"]

@@ -86,10 +86,23 @@ def freeze(model: nn.Module, prefixes: Sequence[str] | str = ("",), *, norm_stat
             done.append(name)
     object.__setattr__(model, _FROZEN_ATTR, frozen)
     if norm_stats:
-        for name, m in model.named_modules():
-            if isinstance(m, NORM_TYPES) and _under(name, prefixes) and getattr(m, _HOOK_ATTR, None) is None:
-                object.__setattr__(m, _HOOK_ATTR, m.register_forward_pre_hook(_force_eval))
+        freeze_norm_stats(model, prefixes)
     return done
+
+
+def freeze_norm_stats(model: nn.Module, prefixes: Sequence[str] | str = ("",)) -> int:
+    """Make the BatchNorm layers under `prefixes` normalise with their stored statistics, even in ``train()``.
+
+    Their affine parameters stay as they are (trainable or not); :func:`unfreeze` releases the statistics.
+    Returns how many layers this call fixed (layers fixed before are not counted again).
+    """
+    prefixes = _check_prefixes(model, prefixes)
+    count = 0
+    for name, m in model.named_modules():
+        if isinstance(m, NORM_TYPES) and _under(name, prefixes) and getattr(m, _HOOK_ATTR, None) is None:
+            object.__setattr__(m, _HOOK_ATTR, m.register_forward_pre_hook(_force_eval))
+            count += 1
+    return count
 
 
 def unfreeze(model: nn.Module, prefixes: Sequence[str] | str = ("",)) -> list[str]:
@@ -278,5 +291,5 @@ def linear_probe(features: torch.Tensor, labels: torch.Tensor, *, embedding_dim:
     return model, history
 
 
-__all__ = ["freeze", "unfreeze", "matches", "trainable_parameters", "count_trainable", "param_groups",
-           "layer_decay_scales", "layer_prefixes", "linear_probe", "NORM_TYPES"]
+__all__ = ["freeze", "freeze_norm_stats", "unfreeze", "matches", "trainable_parameters", "count_trainable",
+           "param_groups", "layer_decay_scales", "layer_prefixes", "linear_probe", "NORM_TYPES"]
