@@ -11,4 +11,5 @@ from facekit.train.seed import epoch_seed, resolve_device, seed_everything
 __all__ = ["Callback", "EarlyStopping", "PlotHistory", "TrainConfig", "History", "FitState", "accuracy",
            "evaluate", "fit", "predict", "plot_history", "load_checkpoint", "save_checkpoint",
            "epoch_seed", "resolve_device", "seed_everything", "freeze", "freeze_norm_stats", "unfreeze",
-           "trainable_parameters", "count_trainable", "param_groups", "layer_decay_scales", "layer_prefixes", "linear_probe"]
+           "trainable_parameters", "count_trainable", "param_groups", "layer_decay_scales", "layer_prefixes",
+           "linear_probe"]
