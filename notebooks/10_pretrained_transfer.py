@@ -66,11 +66,10 @@ from facekit.data import available_datasets
 from facekit.data.images import read_image
 from facekit.losses import ArcFace, MarginClassifier, MarginModel, margin_forward
 from facekit.metrics import auc, kfold_accuracy
-from facekit.pretrained import (CropSettings, FacenetSlice, choose_open_set_threshold, crop_face, detect_faces, enrol,
-                                face_chip, face_crops, few_shot_split, identify, image_descriptors, image_embeddings,
-                                image_landmarks, keep_norm_stats, lfw_pair_subset, open_set_metrics, pair_kfold,
-                                select_face, standardize_faces)
-from facekit.pretrained.transfer import DlibSlice
+from facekit.pretrained import (CropSettings, DlibSlice, FacenetSlice, choose_open_set_threshold, crop_face,
+                                detect_faces, enrol, face_chip, face_crops, few_shot_split, identify, image_descriptors,
+                                image_embeddings, image_landmarks, keep_norm_stats, lfw_pair_subset, open_set_metrics,
+                                pair_kfold, select_face, standardize_faces)
 from facekit.reports import record
 from facekit.train import fit, linear_probe, param_groups, resolve_device, seed_everything
 
