@@ -52,3 +52,27 @@ def pick(profile: str, **sizes: T) -> tuple[str, T]:
         raise ConfigError(f"pick() needs exactly the profiles {PROFILES}; missing {missing}, unknown {extra}")
     name = resolve_profile(profile)
     return name, sizes[name]
+
+
+MAX_STEPS_VAR = "FACEKIT_MAX_STEPS"
+
+
+def max_steps() -> int | None:
+    """The dry-run cap from ``$FACEKIT_MAX_STEPS``: at most this many steps per loop, or None (no cap).
+
+    A dry run executes a notebook with a profile's sizes and configuration but caps every training and
+    evaluation loop, so that a shape error or a missing key fails on the CPU in minutes, not on the GPU.
+
+    >>> import os; os.environ.pop("FACEKIT_MAX_STEPS", None) and None; max_steps() is None
+    True
+    """
+    raw = os.environ.get(MAX_STEPS_VAR, "").strip()
+    if not raw:
+        return None
+    try:
+        value = int(raw)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise ConfigError(f"${MAX_STEPS_VAR}={raw!r} is not accepted; use a whole number >= 1, or unset it")
+    return value
