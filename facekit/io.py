@@ -1,12 +1,16 @@
-"""Atomic file writes: a reader sees the old file or the whole new one, never half of it."""
+"""Files: atomic writes (a reader sees the old file or the whole new one, never half of it), the cache
+and artifact folders, and file digests."""
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import tempfile
 from pathlib import Path
+
+_DIGEST_CHUNK = 1 << 20  # bytes read per step by file_sha256
 
 
 @contextlib.contextmanager
@@ -48,6 +52,25 @@ def write_text(path, text: str) -> Path:
     return Path(path)
 
 
+def file_sha256(path: str | os.PathLike, *, chunk_bytes: int = _DIGEST_CHUNK) -> str:
+    """Hex sha256 of a file's bytes, read in chunks (the whole 64-digit digest; slice it for a short key).
+
+    Raises:
+        FileNotFoundError: ``path`` does not exist (the message names it).
+
+    >>> import tempfile, pathlib
+    >>> f = pathlib.Path(tempfile.mkdtemp()) / "a.bin"
+    >>> _ = f.write_bytes(b"abc")
+    >>> file_sha256(f)[:16]
+    'ba7816bf8f01cfea'
+    """
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(chunk_bytes), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
 def write_json(path, obj) -> Path:
     return write_text(path, json.dumps(obj, indent=2, sort_keys=False, default=str) + "\n")
 
@@ -59,7 +82,12 @@ ARTIFACTS_ENV = "FACEKIT_ARTIFACTS"
 def cache_dir(*parts: str) -> Path:
     """``$FACEKIT_CACHE/<parts>`` (default ``~/.cache/facekit``); not created here.
 
-    Converted weights and cached descriptors live there, never in the repository.
+    The one resolver of the cache folder: surrounding whitespace in the variable is ignored, an empty
+    or blank value means the default, and ``~`` is expanded. Converted weights and cached
+    descriptors live there, never in the repository.
+
+    >>> cache_dir("dlib", "x.npz").parts[-2:]
+    ('dlib', 'x.npz')
     """
     root = os.environ.get(CACHE_ENV, "").strip()
     base = Path(root).expanduser() if root else Path.home() / ".cache" / "facekit"

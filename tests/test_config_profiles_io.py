@@ -112,3 +112,40 @@ def test_cache_and_artifact_paths(monkeypatch, tmp_path):
     with pytest.raises(ValueError, match="resolve 'auto'"):
         artifact_path("enc.pt", "auto")
     assert not (tmp_path / "c").exists()  # nothing is created by asking
+
+
+def test_cache_dir_strips_whitespace_and_blank_means_default(monkeypatch, tmp_path):
+    from pathlib import Path
+
+    from facekit.io import cache_dir
+
+    monkeypatch.setenv("FACEKIT_CACHE", f"  {tmp_path / 'c'}\n")
+    assert cache_dir("dlib") == tmp_path / "c" / "dlib"
+    monkeypatch.setenv("FACEKIT_CACHE", "   ")
+    assert cache_dir() == Path.home() / ".cache" / "facekit"
+
+
+def test_file_sha256_matches_hashlib_across_chunks(tmp_path):
+    import hashlib
+
+    from facekit.io import file_sha256
+
+    data = bytes(range(256)) * 41  # 10,496 bytes: several chunks of 1,000 and a partial one
+    path = tmp_path / "blob.bin"
+    path.write_bytes(data)
+    assert file_sha256(path) == hashlib.sha256(data).hexdigest()
+    assert file_sha256(path, chunk_bytes=1000) == hashlib.sha256(data).hexdigest()
+    with pytest.raises(FileNotFoundError, match="missing.bin"):
+        file_sha256(tmp_path / "missing.bin")
+
+
+def test_resolve_device_has_one_home():
+    import torch
+
+    from facekit import device, train
+    from facekit.train import seed
+
+    assert train.resolve_device is seed.resolve_device is device.resolve_device
+    assert device.resolve_device("cpu") == torch.device("cpu")
+    with pytest.raises(ValueError, match="device='gpu0'.*'auto', 'cpu'"):
+        device.resolve_device("gpu0")

@@ -1,4 +1,4 @@
-"""facekit.pretrained.facenet / facenet_graph / graph_numpy: FaceNet from its frozen TensorFlow graph.
+"""facekit.pretrained.facenet / facenet_graph: FaceNet from its frozen TensorFlow graph (oracle: tests/graph_numpy.py).
 
 The numpy executor (the oracle) is checked op by op against torch on small random inputs, then the
 converted facenet-pytorch module against the executor running the original graph on real LFW
@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from facekit.data.registry import REPO_ROOT
 from facekit.pretrained import facenet, facenet_graph
 from facekit.pretrained.facenet_graph import FacenetGraphError, read_frozen_graph, state_dict_from_graph
-from facekit.pretrained.graph_numpy import conv2d_nhwc, pool_nhwc, run_graph
+from graph_numpy import conv2d_nhwc, pool_nhwc, run_graph
 
 LFW = REPO_ROOT.parent / "shared" / "datasets" / "lfw"
 LFW_IMAGES = ["Aaron_Eckhart/Aaron_Eckhart_0001.jpg", "Colin_Powell/Colin_Powell_0001.jpg"]

@@ -4,7 +4,7 @@ import pytest
 
 from conftest_data import save_image, write_lfw
 from facekit.config import ConfigError
-from facekit.data import registry
+from facekit.data import roots
 from facekit.data.folders import ImageFolderFaces
 from facekit.data.registry import DatasetNotFound, available_datasets, find_data_root, load_dataset
 
@@ -12,7 +12,7 @@ from facekit.data.registry import DatasetNotFound, available_datasets, find_data
 @pytest.fixture
 def isolated(tmp_path, monkeypatch):
     """No real datasets visible: an empty fake checkout and FACEKIT_DATA unset."""
-    monkeypatch.setattr(registry, "REPO_ROOT", tmp_path / "checkout" / "repo")
+    monkeypatch.setattr(roots, "REPO_ROOT", tmp_path / "checkout" / "repo")
     monkeypatch.delenv("FACEKIT_DATA", raising=False)
     return tmp_path
 

@@ -33,7 +33,7 @@ from torch import nn
 from facekit.bench.steps import make_inference, make_train_step, random_inputs
 from facekit.bench.timer import Timer
 from facekit.config import ConfigError, check_keys
-from facekit.train.seed import resolve_device
+from facekit.device import resolve_device
 
 LEVERS = ("fp32", "tf32", "bf16_autocast", "fp16_autocast", "channels_last", "compile", "cuda_graphs")
 MODES = ("inference", "train")

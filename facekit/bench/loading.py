@@ -22,7 +22,7 @@ from typing import Callable, Sequence
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from facekit.train.seed import resolve_device
+from facekit.device import resolve_device
 
 
 class SyntheticImages(Dataset):

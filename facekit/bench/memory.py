@@ -16,7 +16,7 @@ from typing import Callable
 
 import torch
 
-from facekit.train.seed import resolve_device
+from facekit.device import resolve_device
 
 CPU_NOTE = "n/a on the CPU: torch keeps no allocator statistics there, and the process RSS is not the model's"
 

@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from facekit.bench.timer import Timer, Timing
-from facekit.train.seed import resolve_device
+from facekit.device import resolve_device
 
 TRAIN_FLOPS_FACTOR = 3  # forward + backward (activation grads + weight grads, each ~ one forward)
 

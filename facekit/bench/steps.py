@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from facekit.bench.timer import Timer, Timing
-from facekit.train.seed import resolve_device
+from facekit.device import resolve_device
 
 DEFAULT_LR = 1e-3  # SGD with momentum: the step's cost does not depend on the rate
 

@@ -20,7 +20,7 @@ from facekit.bench.peak import achieved_flops, mfu
 from facekit.bench.steps import inference_rate, inference_sweep, make_train_step, random_inputs, train_step_rate
 from facekit.bench.timer import Timer
 from facekit.models.flops import count_flops
-from facekit.train.seed import resolve_device
+from facekit.device import resolve_device
 
 
 def measure_model(model: nn.Module, name: str, image_shape: Sequence[int], *, train_batch: int,

@@ -11,7 +11,7 @@ import time
 import torch
 from torch import nn
 
-from facekit.train.seed import resolve_device
+from facekit.device import resolve_device
 
 
 def _synchronize(device: torch.device) -> None:

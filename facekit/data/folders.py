@@ -19,7 +19,7 @@ from facekit.data.images import (
     load_float,
     read_image,
 )
-from facekit.data.registry import DATA_ENV, DatasetNotFound
+from facekit.data.roots import DATA_ENV, DatasetNotFound
 
 ON_ERROR_CHOICES = ("raise", "skip")
 _EXTENSIONS_TEXT = ", ".join(sorted(IMAGE_EXTENSIONS))

@@ -156,7 +156,7 @@ def train_private(model: nn.Module, dataset, config: DPConfig = DPConfig(), *,
     from opacus import PrivacyEngine
     from torch.utils.data import DataLoader
 
-    from facekit.train.seed import resolve_device
+    from facekit.device import resolve_device
 
     device = resolve_device(config.device)
     torch.manual_seed(config.seed)

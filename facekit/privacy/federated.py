@@ -144,7 +144,7 @@ def fedavg(model: nn.Module, dataset: Dataset, client_indices: Sequence[Sequence
     >>> len(r.history)
     2
     """
-    from facekit.train.seed import resolve_device
+    from facekit.device import resolve_device
 
     device = resolve_device(config.device)
     sizes = [len(ix) for ix in client_indices]

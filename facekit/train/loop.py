@@ -24,7 +24,8 @@ from torch.utils.data import DataLoader, Dataset, RandomSampler
 from facekit.config import choice, make_config
 from facekit.train.callbacks import Callback
 from facekit.train.checkpoint import load_checkpoint, save_checkpoint
-from facekit.train.seed import epoch_seed, resolve_device, seed_everything
+from facekit.device import resolve_device
+from facekit.train.seed import epoch_seed, seed_everything
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEDULERS = ("none", "cosine")

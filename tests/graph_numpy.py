@@ -1,4 +1,4 @@
-"""A small numpy executor of a frozen TensorFlow graph's inference ops: the oracle for converted models.
+"""A small numpy executor of a frozen TensorFlow graph's inference ops: the test oracle for converted models.
 
 It runs the nodes of a :class:`facekit.pretrained.facenet_graph.FrozenGraph` as TensorFlow defines
 them, in float64 by default, with no PyTorch and no TensorFlow: NHWC tensors, HWIO filters,
@@ -8,6 +8,8 @@ graph has batch 1 baked into them, so :func:`run_graph` is called one image at a
 
 Supported ops: Const, Placeholder, Identity, Conv2D, BiasAdd, Relu, MaxPool, AvgPool, ConcatV2,
 Mul, Add, AddV2, MatMul, Reshape, FusedBatchNorm (inference), Square, Sum, Maximum, Rsqrt.
+
+Kept under tests/ (it is an oracle, not part of the package).
 
 >>> out = run_graph(read_frozen_graph(facenet_graph_path()), {"input": x}, "embeddings")  # doctest: +SKIP
 """
