@@ -120,7 +120,7 @@ def _range_total(content_range: str | None) -> int | None:
 
 def _stream(response, part: Path, offset: int, dest: Path, progress: bool, url: str) -> int | None:
     """Write the body to ``part`` (appending on a 206 that starts at ``offset``); return the expected size."""
-    from tqdm import tqdm
+    from facekit.progress import tqdm
 
     status = getattr(response, "status", None) or 200
     content_range = response.headers.get("Content-Range", "")

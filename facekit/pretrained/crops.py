@@ -184,7 +184,7 @@ def detect_faces(paths: Sequence, settings: CropSettings = CropSettings(), *, ca
 
             detector = MTCNNDetector(min_face_size=settings.min_face_size, thresholds=settings.thresholds)
         if progress:
-            from tqdm.auto import tqdm
+            from facekit.progress import tqdm
 
             todo = tqdm(todo, desc="MTCNN")
         for n, (key, path) in enumerate(todo, 1):

@@ -289,7 +289,7 @@ def fit(model: nn.Module, train, val=None, *, config: TrainConfig | Mapping | No
     for cb in callbacks:
         cb.on_fit_start(state)
 
-    from tqdm.auto import tqdm
+    from facekit.progress import tqdm
 
     epochs = tqdm(range(start_epoch, config.epochs), desc="fit", unit="epoch", initial=start_epoch,
                   total=config.epochs, disable=not config.progress, mininterval=1.0)
