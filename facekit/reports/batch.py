@@ -1,8 +1,15 @@
 """Execute the notebooks of a run one after another (used by a new run and by ``--rerun-failed``).
 
-Each notebook runs in its own Papermill kernel with two environment variables set for the batch:
-``FACEKIT_REPORT_RUN`` (the run folder) and ``FACEKIT_ARTIFACTS`` (the run's artifact folder, outside the
-reports tree, where producers leave checkpoints for their dependents; see :func:`facekit.io.artifact_path`).
+Each notebook runs in its own Papermill kernel with these environment variables set for the batch
+(:func:`kernel_environment`), whatever the caller's environment says:
+
+- ``FACEKIT_REPORT_RUN``: the run folder; ``FACEKIT_ARTIFACTS``: the run's artifact folder, outside the reports
+  tree, where producers leave checkpoints for their dependents (see :func:`facekit.io.artifact_path`);
+- ``MPLBACKEND``: the inline backend, so figures land in the report even when the caller set ``MPLBACKEND=Agg``
+  (as ``make test`` does); a notebook that still shows no image gets a warning in the summary;
+- ``FACEKIT_PROGRESS=final``: progress bars write one line per loop, not one per iteration (facekit.progress);
+- ``FACEKIT_MAX_STEPS`` in a dry run (see :mod:`facekit.profiles`).
+
 A notebook whose dependency failed or was skipped is marked ``skipped`` instead of run.
 """
 
@@ -18,12 +25,49 @@ import warnings
 from pathlib import Path
 from typing import Any, Mapping
 
-from facekit.io import atomic_path, cache_dir, write_text
+from facekit.config import ConfigError
+from facekit.io import atomic_path, cache_dir
 from facekit.reports.order import blocked_by
 from facekit.reports.record import read_metrics
 from facekit.reports.summary import NotebookEntry, RunSummary, write_summary
 
 RUN_ENV_VAR = "FACEKIT_REPORT_RUN"
+INLINE_BACKEND = "module://matplotlib_inline.backend_inline"  # what ipykernel uses when MPLBACKEND is unset
+IMAGE_MIMETYPES = ("image/png", "image/jpeg", "image/svg+xml", "image/gif")
+NO_FIGURES = ("no figures: the executed notebook holds no image output (a plotting cell failed, or a non-inline "
+              "matplotlib backend was forced inside the notebook, e.g. matplotlib.use('Agg') or %matplotlib agg)")
+
+
+EXECUTION_WARNINGS = ("no figures", "HTML")  # warnings an execution writes (dropped before it runs again)
+
+
+def kernel_environment(run_dir: Path, artifacts: str | os.PathLike | None = None, *,
+                       max_steps: int | None = None) -> dict:
+    """The environment variables the runner sets for its kernels (see the module docstring).
+
+    >>> env = kernel_environment(Path("/tmp/run"), "/tmp/art", max_steps=2)
+    >>> env["MPLBACKEND"], env["FACEKIT_PROGRESS"], env["FACEKIT_MAX_STEPS"]
+    ('module://matplotlib_inline.backend_inline', 'final', '2')
+    """
+    from facekit.io import ARTIFACTS_ENV
+    from facekit.profiles import MAX_STEPS_VAR
+    from facekit.progress import ENV_VAR as PROGRESS_ENV_VAR
+
+    env = {RUN_ENV_VAR: str(Path(run_dir).resolve()), "MPLBACKEND": INLINE_BACKEND, PROGRESS_ENV_VAR: "final"}
+    if artifacts:
+        env[ARTIFACTS_ENV] = str(artifacts)
+    if max_steps is not None:
+        if isinstance(max_steps, bool) or not isinstance(max_steps, int) or max_steps < 1:
+            raise ConfigError(f"max_steps={max_steps!r} is not accepted; give a whole number >= 1 (or None)")
+        env[MAX_STEPS_VAR] = str(max_steps)
+    return env
+
+
+def count_figures(nb) -> int:
+    """The number of image outputs (PNG, JPEG, SVG, GIF) in an executed notebook."""
+    return sum(1 for c in nb.cells for o in c.get("outputs", [])
+               if o.get("output_type") in ("display_data", "execute_result")
+               and any(m in o.get("data", {}) for m in IMAGE_MIMETYPES))
 
 
 def run_artifacts_dir(run_dir: Path) -> Path:
@@ -111,13 +155,6 @@ def _execute(path: Path, out: Path, params: dict, *, kernel_name, timeout, progr
     return nb, error
 
 
-def _write_html(nb, out: Path) -> None:
-    from nbconvert import HTMLExporter
-
-    body, _ = HTMLExporter().from_notebook_node(nb)
-    write_text(out, body)
-
-
 def _say(progress: bool, text: str) -> None:
     if progress:
         print(text, file=sys.stderr, flush=True)
@@ -148,6 +185,7 @@ def execute_entries(summary: RunSummary, todo: list[tuple[NotebookEntry, Path]],
             continue
         _say(progress, f"{tag} ...")
         entry.status, entry.skip_reason = "running", None
+        entry.warnings = [w for w in entry.warnings if not w.startswith(EXECUTION_WARNINGS)]  # a rerun redoes them
         write_summary(summary)
         start = time.monotonic()
         nb, error = _execute(path, summary.run_dir / f"{entry.name}.ipynb", dict(entry.parameters),
@@ -158,11 +196,16 @@ def execute_entries(summary: RunSummary, todo: list[tuple[NotebookEntry, Path]],
         entry.units = {k: v["unit"] for k, v in read_metrics(nb, with_units=True).items() if v["unit"]}
         entry.status = "ok" if error is None else "failed"
         entry.error = error
+        entry.figures = count_figures(nb)
+        if entry.figures == 0 and error is None:
+            entry.warnings.append(NO_FIGURES)
         if error is not None:
             bad[entry.name] = "failed"
         if html:
+            from facekit.reports.webpage import write_html
+
             try:
-                _write_html(nb, summary.run_dir / f"{entry.name}.html")
+                entry.warnings += write_html(nb, summary.run_dir / f"{entry.name}.html")
                 entry.html = f"{entry.name}.html"
             except Exception as exc:  # a broken HTML export must not lose the run
                 entry.warnings.append(f"HTML export failed: {type(exc).__name__}: {exc}")
@@ -189,4 +232,5 @@ def finish(summary: RunSummary, reports_dir: Path | None) -> None:
         update_index(reports_dir)
 
 
-__all__ = ["RUN_ENV_VAR", "batch_environment", "execute_entries", "finish", "run_artifacts_dir"]
+__all__ = ["RUN_ENV_VAR", "INLINE_BACKEND", "kernel_environment", "count_figures", "batch_environment",
+           "execute_entries", "finish", "run_artifacts_dir"]

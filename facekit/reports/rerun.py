@@ -15,7 +15,7 @@ from pathlib import Path
 
 from facekit.config import ConfigError
 from facekit.io import ARTIFACTS_ENV
-from facekit.reports.batch import RUN_ENV_VAR, _now, batch_environment, execute_entries, finish
+from facekit.reports.batch import _now, batch_environment, execute_entries, finish, kernel_environment
 from facekit.reports.device import device_info, device_slug, git_info
 from facekit.reports.order import topological_order
 from facekit.reports.summary import NOT_DONE, RunSummary, load_summary, write_summary
@@ -80,9 +80,7 @@ def rerun_failed(run_dir: str | os.PathLike, *, kernel_name=_UNSET, execution_ti
         artifacts = os.environ.get(ARTIFACTS_ENV, "")
     else:
         artifacts = summary.artifacts_dir
-    env = {RUN_ENV_VAR: str(run_dir.resolve())}
-    if artifacts:
-        env[ARTIFACTS_ENV] = artifacts
+    env = kernel_environment(run_dir, artifacts, max_steps=(summary.options or {}).get("max_steps"))
     summary.finished = None
     write_summary(summary)
     if progress:

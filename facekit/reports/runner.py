@@ -12,8 +12,10 @@ from typing import Any, Iterable, Mapping
 
 from facekit.config import ConfigError, check_keys
 from facekit.io import ARTIFACTS_ENV, cache_dir
+from facekit.profiles import max_steps as env_max_steps
 from facekit.profiles import resolve_profile
-from facekit.reports.batch import RUN_ENV_VAR, _now, batch_environment, execute_entries, finish, run_artifacts_dir
+from facekit.reports.batch import (_now, batch_environment, execute_entries, finish, kernel_environment,
+                                   run_artifacts_dir)
 from facekit.reports.device import device_info, device_slug, git_info
 from facekit.reports.order import notebook_meta, plan_batch
 from facekit.reports.summary import NotebookEntry, RunSummary, write_summary
@@ -138,9 +140,9 @@ def claim_run_dir(reports_dir: Path, name: str, *, overwrite: bool = False) -> P
     raise ConfigError(f"too many runs named {name!r} in {reports_dir}")
 
 
-def default_run_name(profile: str, slug: str) -> str:
-    """``<YYYY-MM-DD>-<profile>-<device slug>`` with today's UTC date."""
-    return f"{_dt.datetime.now(_dt.timezone.utc):%Y-%m-%d}-{profile}-{slug}"
+def default_run_name(profile: str, slug: str, *, dry_run: bool = False) -> str:
+    """``<YYYY-MM-DD>-<profile>-<device slug>`` with today's UTC date (``<profile>-dry`` for a dry run)."""
+    return f"{_dt.datetime.now(_dt.timezone.utc):%Y-%m-%d}-{profile}{'-dry' if dry_run else ''}-{slug}"
 
 
 def default_selection(notebooks_dir, *, all_notebooks: bool = False) -> list[Path]:
@@ -193,6 +195,7 @@ def run_reports(
     all_notebooks: bool = False,
     dependencies: bool = True,
     artifacts_dir: str | os.PathLike | None = None,
+    max_steps: int | None = None,
 ) -> RunSummary:
     """Execute notebooks into ``reports/<run>/`` and write the run's summary, plots and the runs index.
 
@@ -220,6 +223,13 @@ def run_reports(
             the cache (never inside `reports_dir`); but when ``dependencies=False`` left a dependency out,
             the shared default (``$FACEKIT_ARTIFACTS``, else ``$FACEKIT_CACHE/artifacts``), where an
             interactive run of the producer notebook leaves its checkpoint.
+        max_steps: a dry run (``--dry-run``): ``FACEKIT_MAX_STEPS`` for the kernels, so every training and
+            evaluation loop stops after this many steps and the count-like sizes are capped
+            (:func:`facekit.profiles.pick`), while the profile's configuration is kept. Default: the caller's
+            ``$FACEKIT_MAX_STEPS``, else no cap. Recorded in the summary; the run name gets ``-dry``.
+
+    Kernels always get the inline matplotlib backend and one-line progress bars, whatever the caller's
+    environment says (see :mod:`facekit.reports.batch`).
 
     Returns:
         The :class:`RunSummary`; ``summary.ok`` is True when every notebook passed.
@@ -244,6 +254,9 @@ def run_reports(
     if execution_timeout is not None and not execution_timeout > 0:
         raise ConfigError(f"execution_timeout={execution_timeout!r} is not accepted; give a number of seconds > 0")
     plan = plan_parameters({p: notebook_parameters(p) for p in paths}, parameters, resolved)
+    if max_steps is None:
+        max_steps = env_max_steps()
+    kernel_environment(Path("."), max_steps=max_steps)  # rejects a bad max_steps before the run folder exists
     reports_dir = Path(reports_dir)
     stems = {p.stem for p in paths}
     left_out = sorted({d for p in paths for d in graph.get(p.stem, []) if d not in stems})
@@ -261,14 +274,16 @@ def run_reports(
     slug = device_slug(device)
     # the checkout holding the notebooks; for notebooks copied elsewhere, the one holding the facekit code
     git = git_info(paths[0].parent, exclude=reports_dir) or git_info(Path(__file__).parent, exclude=reports_dir)
-    run_dir = claim_run_dir(reports_dir, run_name or default_run_name(resolved, slug), overwrite=overwrite)
+    run_dir = claim_run_dir(reports_dir, run_name or default_run_name(resolved, slug, dry_run=max_steps is not None),
+                             overwrite=overwrite)
     artifacts = Path(artifacts_dir) if artifacts_dir is not None else run_artifacts_dir(run_dir)
     summary = RunSummary(
         run_dir=run_dir, name=run_dir.name, profile=resolved, requested_profile=profile,
         parameters=parameters, started=_now(), git=git, device=device, device_slug=slug,
         facekit_version=__version__, selection=selection, added_dependencies=added,
         artifacts_dir=str(artifacts.resolve()),
-        options={"kernel_name": kernel_name, "execution_timeout": execution_timeout, "html": html},
+        options={"kernel_name": kernel_name, "execution_timeout": execution_timeout, "html": html,
+                 "max_steps": max_steps},
         entries=[NotebookEntry(name=p.stem, source=str(p), parameters=plan[p], depends_on=graph.get(p.stem, []),
                                added_as_dependency=p.stem in added) for p in paths],
     )
@@ -283,7 +298,7 @@ def run_reports(
     write_summary(summary)
 
     try:
-        with batch_environment(**{RUN_ENV_VAR: str(run_dir.resolve()), ARTIFACTS_ENV: str(artifacts.resolve())}):
+        with batch_environment(**kernel_environment(run_dir, artifacts.resolve(), max_steps=max_steps)):
             execute_entries(summary, list(zip(summary.entries, paths)), graph, kernel_name=kernel_name,
                             timeout=execution_timeout, progress=progress, html=html)
         summary.finished = _now()

@@ -40,6 +40,7 @@ class NotebookEntry:
     added_as_dependency: bool = False  # not asked for: added because a chosen notebook depends on it
     skip_reason: str | None = None  # why it was skipped (a dependency failed or was skipped)
     reruns: int = 0  # how many times `--rerun-failed` executed it again
+    figures: int | None = None  # image outputs in the executed notebook (0 is warned about)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -235,10 +236,16 @@ def render_markdown(summary: RunSummary) -> str:
         rc = (r.get("git") or {}).get("commit")
         lines.append(f"- **rerun** {r.get('started')}: {', '.join(r.get('notebooks', []))}"
                      + (f" at commit `{rc}`" if rc else ""))
-    lines += ["", "| notebook | status | duration | key metrics |", "|---|---|---:|---|"]
+    max_steps = (summary.options or {}).get("max_steps")
+    if max_steps:
+        lines.append(f"- **dry run**: `FACEKIT_MAX_STEPS={max_steps}`: every loop capped at {max_steps} steps and "
+                     "the count-like sizes capped (facekit.profiles); the metrics are not results")
+    lines += ["", "| notebook | status | duration | figures | key metrics |", "|---|---|---:|---:|---|"]
     for e in summary.entries:
         name = f"[{e.name}]({e.html})" if e.html else (f"[{e.name}]({e.ipynb})" if e.ipynb else e.name)
-        lines.append(f"| {name} | {_cell(_status(e))} | {format_duration(e.duration_s)} | {_cell(format_metrics(e))} |")
+        figures = "" if e.figures is None else str(e.figures)
+        lines.append(f"| {name} | {_cell(_status(e))} | {format_duration(e.duration_s)} | {figures} | "
+                     f"{_cell(format_metrics(e))} |")
     table = metrics_table(summary)
     if table:
         lines += ["", "## Metrics", ""] + table
