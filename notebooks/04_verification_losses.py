@@ -22,28 +22,50 @@
 #
 # - Its verification loss, $\ell_V = \frac1N \sum_i \log\bigl(1 - M_\theta(x_i, x_i')\bigr)$ with $x_i'$ "a
 #   different face", has only the impostor term and the wrong sign: minimising it drives $M_\theta(x_i, x_i')$,
-#   the predicted probability of "same person", **up** to 1 for every pair of different people (section 4 checks
+#   the predicted probability of "same person", **up** to 1 for every pair of different people (section 5 checks
 #   it). Binary cross-entropy is $-[y \log p + (1 - y)\log(1 - p)]$ over genuine ($y = 1$) and impostor
 #   ($y = 0$) pairs.
 # - Its code feeds *one* image to a two-way softmax; it never forms a pair. We build the siamese pair
 #   classifier its text describes.
 # - "LFW-Pairs, 12,800 pairs of frontal and profile images": LFW's official `pairs.txt` has 6,000 pairs of
-#   unconstrained photos in 10 folds (counted in section 5 when LFW is on disk).
+#   unconstrained photos in 10 folds (counted in section 6 when LFW is on disk).
 #
 # It also never separates the people it trains on from the people it tests on. Verification is **open set**:
-# the system must compare people it has never seen. In this chapter we
+# the system must compare people it has never seen. This chapter builds that protocol, the measures that
+# describe a verifier, the margin losses that modern face recognition trains with, and then measures them.
 #
-# 1. set up the open-set protocol (training people disjoint from test people) and genuine/impostor pairs,
-# 2. write the margin heads (SphereFace, CosFace, ArcFace) by hand, plot their target logits, explain ArcFace's
-#    fallback and "easy margin", and show why a naive `acos` gives infinite and NaN gradients,
-# 3. look at 2-D features, as in the SphereFace and ArcFace papers, to see the angular gap a margin creates,
-# 4. train the same backbone with the article's pair classifier and with nine other losses under one budget,
-#    and compare them with AUC, EER, TAR@FAR, 10-fold accuracy, ROC curves, score and angle distributions,
-# 5. run LFW's 10-fold protocol on real faces, with training people kept out of the evaluated folds.
+# ## Learning outcomes
+#
+# After this chapter you can
+#
+# 1. set up an open-set verification test (people split, genuine and impostor pairs) and say why splitting
+#    images instead of people overstates a verifier;
+# 2. compute a ROC curve, its AUC (as a sum over thresholds and as the Mann-Whitney statistic), the EER,
+#    TAR at a fixed FAR and LFW's 10-fold accuracy by hand, and check each against scikit-learn and
+#    `facekit.metrics`;
+# 3. write the SphereFace, CosFace and ArcFace target logits, draw their decision boundaries on the unit circle,
+#    and explain ArcFace's fallback and why a naive `acos` gives NaN gradients;
+# 4. train one backbone with ten losses under one budget and compare them with paired intervals over the same
+#    pairs (resampling people) and over seeds, naming a winner only when the data supports one;
+# 5. run LFW's 10-fold protocol with training people kept out of the evaluated folds, beside two pretrained
+#    models.
+#
+# ## Prerequisites
+#
+# - Chapter 0 (the synthetic faces, and splitting per person versus per identity) and chapter 1 (training a
+#   CNN with `facekit.train.fit`, softmax and cross-entropy, and `facekit.stats`: intervals, paired comparisons
+#   and the course's noise rule).
+# - Chapter 3's five-point alignment, for the aligned LFW faces of section 6 (optional).
+# - Cosine similarity, $\cos\theta = a^\top b / (\lVert a\rVert \lVert b\rVert)$, and the idea of a threshold.
+#
+# The plan: (1) the open-set protocol and pairs; (2) how to measure a verifier, built by hand; (3) margin heads
+# by hand, with their decision boundaries; (4) a 2-D toy; (5) the article's pair classifier against nine losses,
+# with verdicts over people and seeds; (6) LFW's 10-fold protocol on real faces; then exercises, a summary,
+# pitfalls and further reading.
 
 # %% tags=["parameters"]
 profile = "auto"  # smoke | cpu | gpu | auto (auto: $FACEKIT_PROFILE, else gpu if CUDA, else cpu)
-dataset = "synthetic"  # synthetic | a path to an ImageFolder; the open-set split is made by identity
+dataset = "synthetic"  # synthetic | orl | lfw | a folder root/<person>/<image>; the open-set split is by person
 lfw = "auto"  # auto: run the LFW 10-fold protocol when LFW is found; off: skip
 data_root = ""  # folder with lfw/, att_faces/, dlib_faces/; empty: FACEKIT_DATA, ./data, ../shared/datasets
 seed = 0
@@ -52,6 +74,7 @@ seed = 0
 import math
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable, NamedTuple
 
 import matplotlib.pyplot as plt
@@ -64,36 +87,36 @@ from torch.utils.data import DataLoader
 from torchvision.transforms import v2
 
 import facekit as fk
+import facekit.stats as st
 from facekit.config import ConfigError, choice
-from facekit.data import (IdentityBatchSampler, LFWPairs, SyntheticFaces, TensorImages, available_datasets,
-                          count_pairs, lfw_people, load_dataset, make_pairs, read_image)
+from facekit.data import (IdentityBatchSampler, LFWPairs, SyntheticFaces, TensorImages, count_pairs, lfw_people,
+                          load_dataset, make_pairs, read_image)
 from facekit.data.transforms import preprocess
 from facekit.losses import (COS_EPS, ArcFace, CenterLoss, CombinedMargin, ContrastiveLoss, CosFace, MarginClassifier,
                             MarginModel, NormSoftmax, PlainSoftmax, SphereFace, TripletLoss, margin_forward,
                             softmax_cross_entropy)
-from facekit.metrics import (cosine_scores, kfold_accuracy, min_impostor_pairs, verification_report)
+from facekit.metrics import cosine_scores, min_impostor_pairs, verification_report
 from facekit.models import count_parameters, create_embedding
 from facekit.reports import record
-from facekit.train import fit, predict, resolve_device
-
-fk.viz.setup_notebook()
-T0 = time.perf_counter()
+from facekit.train import fit, predict
 
 
 @dataclass(frozen=True)
 class Sizes:
-    image_size: int  # side of the synthetic faces; the backbone is built for it
+    image_size: int  # side of the faces; the backbone is built for it
     backbone: str  # facekit.models.create_embedding preset, the same for every loss
     embedding_dim: int  # D, the width of the embeddings
-    train_identities: int  # people the losses are trained on
-    train_per_id: int  # images of each training person
+    train_identities: int  # people the losses are trained on (real data: at most this many)
+    train_per_id: int  # images of each training person (real data: at most)
     test_identities: int  # other people, used only to build verification pairs
-    test_per_id: int  # images of each test person
+    test_per_id: int  # images of each test person (real data: at most)
     pairs_per_kind: int  # genuine pairs, and as many impostor pairs, on the test people
-    epochs: int  # the training budget of every loss in section 4
+    epochs: int  # the training budget of every loss in section 5
     batch_identities: int  # P: every batch holds P people x K images (pair and triplet losses need positives)
     batch_images: int  # K
-    toy_identities: int  # section 3: people in the 2-D toy
+    seeds: int  # training seeds of the compared losses (a verdict over seeds needs at least 3)
+    compared: tuple  # the losses trained with every seed, whose comparisons the chapter states
+    toy_identities: int  # section 4: people in the 2-D toy
     toy_train_per_id: int
     toy_test_per_id: int
     toy_epochs: int
@@ -110,38 +133,58 @@ class Sizes:
     dlib_pairs_per_fold: int  # dlib's reference line: the first n/2 genuine and n/2 impostor evaluated pairs per fold
 
 
-PROFILE, S = fk.profiles.pick(
-    profile,
+# %%
+COMPARED = ("bce", "softmax", "arcface", "triplet_semi_hard")  # the article's loss, its baseline, a margin, FaceNet's
+ctx = fk.notebook.setup(
+    profile, data_root=data_root, seed=seed,
     smoke=Sizes(image_size=32, backbone="iresnet_tiny", embedding_dim=64, train_identities=16, train_per_id=6,
                 test_identities=10, test_per_id=5, pairs_per_kind=60, epochs=2, batch_identities=8, batch_images=4,
-                toy_identities=4, toy_train_per_id=8, toy_test_per_id=4, toy_epochs=2, tsne_identities=6,
-                lfw_folds=(0, 5), lfw_models=2, lfw_pairs_per_fold=40, lfw_max_people=24, lfw_images_per_person=3,
-                lfw_image_size=32, lfw_epochs=1, lfw_losses=("bce", "arcface"),
+                seeds=3, compared=COMPARED, toy_identities=4, toy_train_per_id=8, toy_test_per_id=4, toy_epochs=2,
+                tsne_identities=6, lfw_folds=(0, 5), lfw_models=2, lfw_pairs_per_fold=40, lfw_max_people=24,
+                lfw_images_per_person=3, lfw_image_size=32, lfw_epochs=1, lfw_losses=("bce", "arcface"),
                 lfw_align=True, dlib_pairs_per_fold=10),
     cpu=Sizes(image_size=32, backbone="iresnet_tiny", embedding_dim=128, train_identities=120, train_per_id=10,
               test_identities=100, test_per_id=10, pairs_per_kind=3000, epochs=12, batch_identities=16,
-              batch_images=4, toy_identities=8, toy_train_per_id=40, toy_test_per_id=20, toy_epochs=15,
-              tsne_identities=20, lfw_folds=tuple(range(10)), lfw_models=2, lfw_pairs_per_fold=600,
+              batch_images=4, seeds=3, compared=COMPARED, toy_identities=8, toy_train_per_id=40, toy_test_per_id=20,
+              toy_epochs=15, tsne_identities=20, lfw_folds=tuple(range(10)), lfw_models=2, lfw_pairs_per_fold=600,
               lfw_max_people=0, lfw_images_per_person=6, lfw_image_size=32, lfw_epochs=6,
               lfw_losses=("bce", "softmax", "arcface", "triplet_semi_hard"), lfw_align=False,
               dlib_pairs_per_fold=60),
     gpu=Sizes(image_size=64, backbone="iresnet_tiny", embedding_dim=128, train_identities=1000, train_per_id=20,
               test_identities=300, test_per_id=10, pairs_per_kind=3000, epochs=30, batch_identities=32,
-              batch_images=4, toy_identities=8, toy_train_per_id=100, toy_test_per_id=40, toy_epochs=30,
-              tsne_identities=30, lfw_folds=tuple(range(10)), lfw_models=10, lfw_pairs_per_fold=600,
-              lfw_max_people=0, lfw_images_per_person=40, lfw_image_size=112, lfw_epochs=30,
-              lfw_losses=("bce", "softmax", "normface", "sphereface", "cosface", "arcface", "contrastive",
-                          "triplet_batch_hard", "triplet_semi_hard", "center"), lfw_align=True,
-              dlib_pairs_per_fold=600),
-)
+              batch_images=4, seeds=5, compared=COMPARED, toy_identities=8, toy_train_per_id=100,
+              toy_test_per_id=40, toy_epochs=30, tsne_identities=30, lfw_folds=tuple(range(10)), lfw_models=10,
+              lfw_pairs_per_fold=600, lfw_max_people=0, lfw_images_per_person=40, lfw_image_size=112,
+              lfw_epochs=30, lfw_losses=("bce", "softmax", "normface", "sphereface", "cosface", "arcface",
+                                         "contrastive", "triplet_batch_hard", "triplet_semi_hard", "center"),
+              lfw_align=True, dlib_pairs_per_fold=600))
+PROFILE, S, DEVICE, ROOT, FOUND = ctx.profile, ctx.sizes, ctx.device, ctx.root, ctx.found
 choice(lfw, ("auto", "off"), name="lfw")
-DEVICE = resolve_device("auto")
-ROOT = data_root or None
-FOUND = available_datasets(ROOT)
+if dataset not in ("synthetic", "orl", "lfw") and not Path(dataset).is_dir():
+    raise ConfigError(f"dataset={dataset!r} is neither synthetic, orl, lfw nor a folder root/<person>/<image>")
 FARS = (1e-1, 1e-2, 1e-3)  # operating points of the TAR@FAR columns
-DIFFICULTY = "hard"  # synthetic faces: with "medium", 200 training people already give AUCs near 0.99 for most losses
-record("profile", PROFILE)
-print(f"profile={PROFILE}, device={DEVICE}, real data found: {[k for k, v in FOUND.items() if v]}")
+DIFFICULTY = "hard"  # the synthetic faces' difficulty preset (chapter 0 shows what each preset changes)
+
+# %% [markdown]
+# How long this chapter takes at each profile, read from the committed report runs (`reports/*/summary.json`):
+
+# %%
+def chapter_durations(stem: str) -> pd.Series:
+    """Seconds of the newest committed successful run of notebook `stem`, per profile."""
+    from facekit.reports.summary import load_summary
+
+    found = {}
+    for path in sorted(Path(fk.__file__).resolve().parents[1].glob("reports/*/summary.json")):
+        run = load_summary(path.parent)
+        for e in run.entries:
+            newer = (run.started or "") >= found.get(run.profile, ("",))[0]
+            if e.name == stem and e.status == "ok" and e.duration_s and newer:
+                found[run.profile] = (run.started or "", e.duration_s)
+    return pd.Series({k: v[1] for k, v in found.items()}, name="seconds", dtype=float)
+
+
+durations = chapter_durations("04_verification_losses")
+fk.notebook.say("; ".join(f"**{p}**: {s / 60:.1f} min" for p, s in durations.items()) or "No committed run yet.")
 
 # %% [markdown]
 # ## 1. Verification, identification and the open-set protocol
@@ -161,24 +204,63 @@ print(f"profile={PROFILE}, device={DEVICE}, real data found: {[k for k, v in FOU
 # `facekit.data.make_pairs` draws them uniformly, each pair at most once, in a shuffled order (so the ten
 # contiguous folds of the 10-fold accuracy each hold both kinds).
 
+# %% [markdown]
+# With a real dataset (`dataset="orl"`, `"lfw"` or a folder `root/<person>/<image>`) the people are split at
+# random: `test_identities` people for the pairs and `train_identities` others for training, at most
+# `train_per_id` / `test_per_id` images each, decoded once (LFW: the centre of the photo, where its faces are).
+# A set with fewer people than both numbers together is split in the same proportion. Only the chosen images are
+# read, so even LFW's 13,000 photos cost a few seconds.
+
 # %%
+LFW_CROP = 0.5  # LFW's faces fill about the central half of each 250-pixel photo (as chapter 1)
+
+
+def split_people(people, n_train: int, n_test: int, seed: int):
+    """Disjoint (train, test) arrays of people, drawn at random; scaled down for a small set."""
+    people = np.random.default_rng(seed).permutation(np.asarray(people))
+    if len(people) < n_train + n_test:  # keep the proportion, at least 2 test people
+        n_test = max(2, round(len(people) * n_test / (n_train + n_test)))
+        n_train = len(people) - n_test
+    return people[n_test:n_test + n_train], people[:n_test]
+
+
+def load_real_people():
+    """(train images, labels, test images, labels) of disjoint people from `dataset`, images in [0, 1]."""
+    if dataset == "lfw":  # listing the files only: nothing is decoded yet
+        folder = lfw_people(ROOT, min_images=2)
+    elif dataset == "orl":
+        folder = load_dataset("orl", root=ROOT)
+    else:
+        folder = load_dataset(Path(dataset))
+    by_person = {}
+    for path, label in folder.samples:
+        by_person.setdefault(label, []).append(path)
+    eligible = [k for k, paths in by_person.items() if len(paths) >= 2]  # a test person needs a genuine pair
+    train_ids, test_ids = split_people(eligible, S.train_identities, S.test_identities, seed)
+    prep = preprocess(S.image_size, crop=LFW_CROP if dataset == "lfw" else None)
+
+    def decode(ids, per_id):
+        paths = [(p, k) for k in ids for p in by_person[k][:per_id]]
+        images = torch.stack([prep(read_image(p)) for p, _ in paths])  # (N, 3, S, S) in [0, 1]
+        return images, torch.tensor([int(k) for _, k in paths])
+
+    return (*decode(train_ids, S.train_per_id), *decode(test_ids, S.test_per_id))
+
+
 def load_people():
     """(train images, train labels, test images, test labels): disjoint sets of people, images in [0, 1]."""
-    if dataset == "synthetic":
-        train = SyntheticFaces(S.train_identities, S.train_per_id, S.image_size, seed=seed, difficulty=DIFFICULTY)
-        x_train, y_train = train.tensors()
-        # the same generator with more people: identity i is the same person in both; keep those >= train_identities
-        everyone = SyntheticFaces(S.train_identities + S.test_identities, S.test_per_id, S.image_size, seed=seed,
-                                  difficulty=DIFFICULTY)
-        test = TensorImages.from_dataset(everyone, range(S.train_identities * S.test_per_id, len(everyone)))
-        return x_train, y_train, test.images, test.labels
-    folder = load_dataset(dataset, image_size=S.image_size)  # root/<person>/<image>
-    data = TensorImages.from_dataset(folder)
-    people = np.random.default_rng(seed).permutation(len(folder.classes))
-    is_test = torch.as_tensor(np.isin(data.labels.numpy(), people[: max(2, len(people) // 4)]))
-    return data.images[~is_test], data.labels[~is_test], data.images[is_test], data.labels[is_test]
+    if dataset != "synthetic":
+        return load_real_people()
+    train = SyntheticFaces(S.train_identities, S.train_per_id, S.image_size, seed=seed, difficulty=DIFFICULTY)
+    x_train, y_train = train.tensors()
+    # the same generator with more people: identity i is the same person in both; keep those >= train_identities
+    everyone = SyntheticFaces(S.train_identities + S.test_identities, S.test_per_id, S.image_size, seed=seed,
+                              difficulty=DIFFICULTY)
+    test = TensorImages.from_dataset(everyone, range(S.train_identities * S.test_per_id, len(everyone)))
+    return x_train, y_train, test.images, test.labels
 
 
+# %%
 x_train, y_train_raw, x_test, y_test = load_people()
 train_people, y_train = torch.unique(y_train_raw, return_inverse=True)  # labels 0..K-1 for the classifiers
 num_classes = len(train_people)
@@ -187,7 +269,8 @@ assert not set(train_people.tolist()) & set(y_test.tolist()), "open set: no test
 available_same, _ = count_pairs(y_test)
 n_pairs = min(S.pairs_per_kind, available_same)
 pairs = make_pairs(y_test, num_same=n_pairs, num_diff=n_pairs, seed=seed)
-is_same = pairs.is_same
+is_same = pairs.is_same  # (P,) bool
+pair_person = y_test[pairs.a].numpy()  # the person of each pair (its first image): resampled by the bootstrap
 print(f"{dataset}: training on {len(x_train)} images of {num_classes} people; testing on {len(x_test)} images of "
       f"{len(torch.unique(y_test))} other people; {pairs.num_genuine} genuine + {pairs.num_impostor} impostor pairs "
       f"(of {available_same} possible genuine pairs)")
@@ -199,7 +282,211 @@ fk.viz.image_grid(grid, nrow=8, scale=0.9, titles=[t for k in show for t in ("sa
 plt.show()
 
 # %% [markdown]
-# ## 2. Margin heads, by hand
+# ## 2. Measuring a verifier, by hand
+#
+# A verifier gives each pair a **score** $s$ (higher: more likely the same person) and accepts the pair as
+# "same" when $s \ge t$ for a threshold $t$. Every threshold gives two rates:
+#
+# - the **true accept rate** $\mathrm{TAR}(t)$ = accepted genuine pairs / genuine pairs (its complement,
+#   $\mathrm{FRR} = 1 - \mathrm{TAR}$, is the false reject rate),
+# - the **false accept rate** $\mathrm{FAR}(t)$ = accepted impostor pairs / impostor pairs.
+#
+# Lowering $t$ accepts more of both. Everything below summarises that trade-off. To have scores before training
+# anything, we use the simplest verifier there is: the correlation of the two images' pixels (the cosine of the
+# two images after subtracting each image's mean). It learns nothing, so it is also the floor every trained model
+# has to beat.
+
+# %%
+centred = x_test.flatten(1) - x_test.flatten(1).mean(1, keepdim=True)  # (N, 3 S S): each image minus its mean
+pixel_scores = cosine_scores(centred[pairs.a], centred[pairs.b])  # (P,) one score per pair
+genuine, impostor = pixel_scores[is_same], pixel_scores[~is_same]
+print(f"{len(genuine)} genuine pairs: median score {np.median(genuine):.3f}; "
+      f"{len(impostor)} impostor pairs: median {np.median(impostor):.3f}")
+
+# %% [markdown]
+# ### The ROC curve
+#
+# Sort the pairs by score, highest first, and lower the threshold past one score at a time: each genuine pair
+# passed raises the TAR by $1/n_\text{genuine}$, each impostor raises the FAR by $1/n_\text{impostor}$. The
+# **ROC curve** is the path of (FAR, TAR) from (0, 0) (accept nothing) to (1, 1) (accept everything). Tied scores
+# move together, so the curve has one point per *distinct* score. We build it with two cumulative sums and check
+# it against `sklearn.metrics.roc_curve` and `facekit.metrics.roc`.
+
+# %%
+from sklearn.metrics import roc_auc_score, roc_curve
+
+
+def roc_by_hand(scores: np.ndarray, same: np.ndarray):
+    """(FAR, TAR, thresholds), one point per distinct score from high to low, plus (0, 0) at t = +inf."""
+    order = np.argsort(-scores, kind="stable")
+    s, y = scores[order], same[order]
+    last = np.r_[s[1:] != s[:-1], True]  # the last pair of each run of equal scores
+    tar = np.cumsum(y)[last] / y.sum()  # genuine pairs with score >= t, as a fraction
+    far = np.cumsum(~y)[last] / (~y).sum()
+    return np.r_[0.0, far], np.r_[0.0, tar], np.r_[np.inf, s[last]]
+
+
+far_h, tar_h, thr_h = roc_by_hand(pixel_scores, is_same)
+far_sk, tar_sk, thr_sk = roc_curve(is_same, pixel_scores, drop_intermediate=False)
+np.testing.assert_allclose(far_h, far_sk)
+np.testing.assert_allclose(tar_h, tar_sk)
+np.testing.assert_array_equal(thr_h[1:], thr_sk[1:])  # scikit-learn's first threshold is +inf too (>= 1.3)
+np.testing.assert_allclose(far_h, fk.metrics.roc(pixel_scores, is_same).far)
+print(f"ROC by hand: {len(far_h)} points, equal to sklearn.metrics.roc_curve and facekit.metrics.roc")
+
+# %% [markdown]
+# ### AUC, two ways
+#
+# The **area under the ROC curve** can be computed as a sum over thresholds: the curve is a polyline, and each
+# segment adds a trapezoid, $\mathrm{AUC} = \sum_i (\mathrm{FAR}_{i+1} - \mathrm{FAR}_i)
+# \tfrac12(\mathrm{TAR}_{i+1} + \mathrm{TAR}_i)$. It is also a probability: the chance that a random genuine pair
+# outscores a random impostor pair, counting ties as one half. That is the **Mann-Whitney** statistic $U$
+# divided by $n_\text{genuine} n_\text{impostor}$: compare every genuine score with every impostor score. The two
+# are the same number; we check both against scikit-learn, scipy and facekit.
+
+# %%
+from scipy.stats import mannwhitneyu
+
+auc_sum = float(np.sum(np.diff(far_h) * (tar_h[1:] + tar_h[:-1]) / 2))  # trapezoids between ROC points
+wins = genuine[:, None] > impostor[None, :]  # (n_genuine, n_impostor): every genuine-impostor comparison
+ties = genuine[:, None] == impostor[None, :]
+auc_mw = float((wins + 0.5 * ties).mean())
+references = {"sklearn roc_auc_score": roc_auc_score(is_same, pixel_scores),
+              "scipy mannwhitneyu U / (n_g n_i)": mannwhitneyu(genuine, impostor).statistic / wins.size,
+              "facekit.metrics.auc": fk.metrics.auc(pixel_scores, is_same)}
+for name, value in references.items():
+    assert abs(value - auc_sum) < 1e-12 and abs(value - auc_mw) < 1e-12, name
+fk.notebook.say(f"Pixel correlation: AUC **{auc_sum:.4f}** as a sum of trapezoids and **{auc_mw:.4f}** as the "
+                f"fraction of {wins.size:,} genuine-impostor comparisons won; equal to " + ", ".join(references) + ".")
+
+# %% [markdown]
+# ### EER and TAR at a fixed FAR
+#
+# Two single numbers read off the curve:
+#
+# - the **equal error rate** (EER): the error rate at the threshold where false accepts and false rejects are
+#   equally frequent, $\mathrm{FAR} = \mathrm{FRR} = 1 - \mathrm{TAR}$; on the ROC that is where the curve crosses
+#   the line $\mathrm{TAR} = 1 - \mathrm{FAR}$, interpolated between the two points either side;
+# - **TAR@FAR**: the fraction of genuine pairs accepted when the threshold is set so that at most a given
+#   fraction of impostors get in, the number a deployed system is specified by (a door that lets in 1 stranger
+#   in 1,000). It is the highest TAR among the points with $\mathrm{FAR} \le$ the target. It needs at least
+#   $1/\mathrm{FAR}$ impostor pairs to be measured at all: with fewer, not even one false accept is observable.
+
+# %%
+far_minus_frr = far_h - (1 - tar_h)  # FAR - FRR along the curve: negative at first, then positive
+j = int(np.argmax(far_minus_frr >= 0))  # the first point with FAR >= FRR
+w = -far_minus_frr[j - 1] / (far_minus_frr[j] - far_minus_frr[j - 1])  # interpolate between j - 1 and j
+eer_hand = far_h[j - 1] + w * (far_h[j] - far_h[j - 1])
+eer_lib, eer_threshold = fk.metrics.eer(pixel_scores, is_same)
+assert abs(eer_hand - eer_lib) < 1e-9, (eer_hand, eer_lib)
+
+tar_hand = {far: tar_h[far_h <= far].max() for far in FARS}  # best TAR with FAR at most the target
+for r in fk.metrics.tar_at_far(pixel_scores, is_same, FARS):  # facekit interpolates; equal without tied scores
+    assert abs(r.tar - tar_hand[r.far_target]) < 1e-9, r
+    print(f"TAR@FAR={r.far_target:g}: {r.tar:.4f} by hand and by facekit "
+          f"({'supported' if r.supported else 'NOT supported'}: {r.num_impostor_pairs} impostor pairs, "
+          f"{min_impostor_pairs(r.far_target)} needed)")
+fk.notebook.say(f"EER **{eer_hand:.4f}** by hand, {eer_lib:.4f} by `facekit.metrics.eer` "
+                f"(threshold {eer_threshold:.3f}).")
+
+# %% [markdown]
+# The figure puts the definitions side by side. Left: the genuine and impostor score distributions with the EER
+# threshold; the impostors to its right are false accepts, the genuine pairs to its left false rejects. Right: the
+# ROC, its area shaded, the EER where it meets the dashed line, and TAR@FAR=0.1 on the dotted vertical.
+
+# %%
+fig, (ax0, ax1) = plt.subplots(1, 2, figsize=(10, 4))
+bins = np.linspace(pixel_scores.min(), pixel_scores.max(), 30)
+ax0.hist(genuine, bins=bins, alpha=0.6, color="tab:green", label="genuine")
+ax0.hist(impostor, bins=bins, alpha=0.6, color="tab:red", label="impostor")
+ax0.axvline(eer_threshold, color="k", lw=1.2, label=f"EER threshold {eer_threshold:.3f}")
+ax0.set(xlabel="score (pixel correlation)", ylabel="pairs", title="accept to the right of the threshold")
+ax0.legend(fontsize=8)
+ax1.fill_between(far_h, tar_h, step=None, alpha=0.15, color="tab:blue", label=f"AUC = {auc_sum:.3f}")
+ax1.plot(far_h, tar_h, color="tab:blue", lw=1.8, label="ROC")
+ax1.plot([0, 1], [1, 0], "k--", lw=0.8, label="TAR = 1 - FAR")
+ax1.plot([eer_hand], [1 - eer_hand], "ko", label=f"EER = {eer_hand:.3f}")
+ax1.axvline(FARS[0], color="grey", ls=":", lw=1)
+ax1.plot([FARS[0]], [tar_hand[FARS[0]]], "s", color="tab:orange", label=f"TAR@FAR={FARS[0]:g}: {tar_hand[FARS[0]]:.3f}")
+ax1.set(xlabel="false accept rate", ylabel="true accept rate", xlim=(0, 1), ylim=(0, 1.01), aspect="equal",
+        title="ROC of the pixel-correlation verifier")
+ax1.legend(fontsize=8, loc="lower right")
+fig.tight_layout()
+plt.show()
+
+# %% [markdown]
+# ### Accuracy and the 10-fold protocol
+#
+# A verifier deployed with one threshold has an **accuracy**: the fraction of pairs it classifies right. But
+# which threshold? Choosing it to maximise accuracy on the very pairs you report flatters the result, the more so
+# the fewer pairs there are. LFW's protocol avoids that: split the pairs into 10 folds; for each fold, choose the
+# threshold that maximises accuracy on the **other nine** folds, then measure the fold's accuracy with it; report
+# the mean and standard deviation of the 10 accuracies. The held-out fold never takes part in choosing its own
+# threshold. Here the folds are 10 contiguous blocks of the shuffled pairs (LFW's own are fixed by `pairs.txt`,
+# section 6). The candidate thresholds are the midpoints between consecutive distinct scores, and the smallest
+# of equally good ones is kept, as in `facekit.metrics.kfold_accuracy`, which we check against.
+
+# %%
+def best_threshold(scores: np.ndarray, same: np.ndarray) -> float:
+    """The threshold t maximising the accuracy of 'same iff score > t' (the smallest among ties)."""
+    distinct = np.unique(scores)
+    candidates = np.r_[-np.inf, (distinct[:-1] + distinct[1:]) / 2, np.inf]
+    accuracy = ((scores[None, :] > candidates[:, None]) == same[None, :]).mean(1)  # (T,)
+    return float(candidates[np.argmax(accuracy)])
+
+
+folds = np.array_split(np.arange(len(pixel_scores)), 10)  # 10 contiguous folds of pair indices
+fold_thresholds, fold_accuracies = [], []
+for k, test in enumerate(folds):
+    train = np.concatenate([f for i, f in enumerate(folds) if i != k])  # the other nine folds
+    t = best_threshold(pixel_scores[train], is_same[train])
+    fold_thresholds.append(t)
+    fold_accuracies.append(float(np.mean((pixel_scores[test] > t) == is_same[test])))
+kfold_lib = fk.metrics.kfold_accuracy(pixel_scores, is_same, folds=10)
+np.testing.assert_allclose(fold_thresholds, kfold_lib.thresholds)
+np.testing.assert_allclose(fold_accuracies, kfold_lib.accuracies)
+optimistic = float(np.mean((pixel_scores > best_threshold(pixel_scores, is_same)) == is_same))
+fk.notebook.say(f"10-fold accuracy by hand **{np.mean(fold_accuracies):.4f} ± {np.std(fold_accuracies):.4f}**, "
+                f"equal to `facekit.metrics.kfold_accuracy`; the threshold chosen on all pairs and tested on the "
+                f"same pairs would claim {optimistic:.4f}.")
+
+# %% [markdown]
+# The protocol as a picture: one row per round, one column per fold. In each round the nine blue folds choose the
+# threshold (printed on the left) and the orange fold is tested with it (its accuracy on the right). Each fold is
+# tested exactly once, always with a threshold it had no say in.
+
+# %%
+fig, ax = plt.subplots(figsize=(7.5, 4))
+grid = np.zeros((10, 10))
+np.fill_diagonal(grid, 1)
+ax.imshow(grid, cmap=plt.matplotlib.colors.ListedColormap(["#9ecae1", "#fd8d3c"]), aspect="auto")
+for k in range(10):
+    ax.text(-0.7, k, f"t = {fold_thresholds[k]:.3f}", ha="right", va="center", fontsize=8)
+    ax.text(9.7, k, f"acc {fold_accuracies[k]:.2f}", ha="left", va="center", fontsize=8)
+ax.set(xticks=range(10), xticklabels=[f"fold {i + 1}" for i in range(10)], yticks=range(10),
+       yticklabels=[f"round {i + 1}" for i in range(10)], title="10-fold protocol: blue chooses, orange is tested")
+ax.tick_params(axis="x", labelrotation=45, labelsize=8)
+ax.tick_params(axis="y", labelsize=8)
+plt.show()
+
+# %% [markdown]
+# ### How sure is a number? Resample people, not pairs
+#
+# Any of these numbers would come out differently on other test people. `facekit.stats` (chapter 1) gives each
+# an interval by the bootstrap: redraw the test set many times with replacement and recompute the metric. The pairs
+# of one person are not independent (they share that person's images and succeed or fail together), so we redraw
+# **people**: `groups=` the person of each pair, and every redrawn person brings all of their pairs. Resampling
+# pairs as if independent gives an interval that is too narrow.
+
+# %%
+pair_intervals = {"pairs resampled": st.auc_interval(pixel_scores, is_same, seed=seed),
+                  "people resampled": st.auc_interval(pixel_scores, is_same, groups=pair_person, seed=seed)}
+for how, iv in pair_intervals.items():
+    print(f"pixel correlation AUC, {how:>16}: {iv}  (width {iv.high - iv.low:.3f})")
+assert abs(pair_intervals["people resampled"].estimate - auc_sum) < 1e-12
+
+# %% [markdown]
+# ## 3. Margin heads, by hand
 #
 # The losses of SphereFace, CosFace and ArcFace are softmax cross-entropy on **cosines**. Normalise the
 # embedding $x$ and the class weights $w_k$; then $w_k^\top x / (\lVert w_k\rVert \lVert x\rVert) = \cos\theta_k$,
@@ -355,7 +642,7 @@ assert not finite["naive acos ArcFace"] and all(ok for name, ok in finite.items(
 record("naive_acos_gradient_finite", finite["naive acos ArcFace"])
 
 # %% [markdown]
-# ## 3. What a margin does to features: a 2-D toy
+# ## 4. What a margin does to features: a 2-D toy
 #
 # The SphereFace and ArcFace papers train a network whose embedding has only **two** dimensions on a handful of
 # people and plot the features. We do the same: the chapter's backbone with $D = 2$, a few synthetic people,
@@ -427,7 +714,7 @@ if PROFILE != "smoke":
     assert arc_intra < soft_intra, "the angular margin should make classes more compact"
 
 # %% [markdown]
-# ## 4. The article's pair classifier against nine losses, under one budget
+# ## 5. The article's pair classifier against nine losses, under one budget
 #
 # ### The article's loss, checked
 #
@@ -460,7 +747,7 @@ print(f"binary cross-entropy by hand {bce_by_hand:.4f} = F.binary_cross_entropy"
 #   output; we also score its embeddings by cosine.
 # - **softmax**: cross-entropy on a linear classifier $Wx + b$ over the training people (DeepFace, DeepID);
 #   the classifier is thrown away and the features compared by cosine.
-# - **NormFace, SphereFace, CosFace, ArcFace**: the heads of section 2, $s = 30$.
+# - **NormFace, SphereFace, CosFace, ArcFace**: the heads of section 3, $s = 30$.
 # - **contrastive** (Hadsell et al. 2006): pull genuine pairs together, push impostor pairs beyond a margin;
 #   the same pairs as the BCE classifier.
 # - **triplet, batch-hard** (Hermans et al. 2017) and **semi-hard** (FaceNet): $d(a, p) - d(a, n) + 0.2$ on
@@ -786,7 +1073,7 @@ if PROFILE != "smoke" and dataset == "synthetic":
     assert results["triplet_semi_hard"]["AUC"] > bce_auc, "FaceNet's loss beats the article's"
 
 # %% [markdown]
-# ## 5. Real faces: LFW's 10-fold protocol
+# ## 6. Real faces: LFW's 10-fold protocol
 #
 # LFW's "View 2" is the file `pairs.txt`: 10 folds of 300 genuine and 300 impostor pairs. A system scores every
 # pair; for each fold, the accept threshold is the one that maximises accuracy on the **other nine folds**, and
@@ -1113,7 +1400,7 @@ if facenet_summary:
                                                 f"({facenet_summary['pairs']} pairs)")
 for key, value in summary.items():
     print(f"{key:>34}: {value}")
-record("chapter_seconds", round(time.perf_counter() - T0, 1))
+record("chapter_seconds", round(ctx.elapsed(), 1))
 
 # %% [markdown]
 # Next: later chapters pretrain and fine-tune these embeddings (dlib's ResNet among them), compress them, and
