@@ -18,7 +18,10 @@ torch.Size([0, 4])
 
 from __future__ import annotations
 
+import difflib
 import importlib
+import inspect
+import re
 from pathlib import Path
 from typing import Callable
 
@@ -140,8 +143,28 @@ DETECTORS: dict[str, Callable[..., object]] = {
 }
 
 
+def _snake(name: str) -> str:
+    return re.sub(r"(?<=[a-z0-9])([A-Z])", r"_\1", name).lower()
+
+
 def create_detector(name: str, **kwargs):
-    """The baseline registered as ``name`` (see :data:`DETECTORS`), built with ``kwargs``."""
+    """The baseline registered as ``name`` (see :data:`DETECTORS`), built with ``kwargs``.
+
+    An unknown keyword is a :class:`~facekit.config.ConfigError` naming the accepted ones (and the
+    snake_case spelling of an OpenCV-style name such as ``minNeighbors``).
+
+    >>> create_detector("haar", minNeighbors=5)
+    Traceback (most recent call last):
+    ...
+    facekit.config.ConfigError: create_detector('haar'): unknown keyword 'minNeighbors' (did you mean 'min_neighbors'?); accepted: cascade, scale_factor, min_neighbors, min_size
+    """
     if name not in DETECTORS:
         raise ConfigError(f"unknown detector {name!r}; registered: {', '.join(sorted(DETECTORS))}")
+    accepted = [p for p in inspect.signature(DETECTORS[name]).parameters if p != "self"]
+    for key in kwargs:
+        if key not in accepted:
+            close = [_snake(key)] if _snake(key) in accepted else difflib.get_close_matches(key, accepted, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise ConfigError(f"create_detector({name!r}): unknown keyword {key!r}{hint}; "
+                              f"accepted: {', '.join(accepted)}")
     return DETECTORS[name](**kwargs)

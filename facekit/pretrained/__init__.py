@@ -2,7 +2,8 @@
 
 ``dlib_dat`` reads dlib's ``.dat`` network files (no dlib code runs), ``dlib_resnet`` is the
 network as a ``torch.nn.Module``, ``face_chip`` makes dlib's aligned 150x150 chips from 5
-landmarks, and ``descriptors`` runs the pipeline on many images and on LFW's pairs.
+landmarks, ``finding`` finds the face of a photo with a detector chain (HOG, dlib's CNN, MTCNN) and
+records which stage found it, and ``descriptors`` runs the pipeline on many images and on LFW's pairs.
 ``facenet_graph`` reads FaceNet's frozen TensorFlow graph (protobuf, no TensorFlow; imported lazily)
 and ``facenet`` loads it into facenet-pytorch's ``InceptionResnetV1`` (:func:`load_facenet`);
 ``crops`` is FaceNet's photo pipeline (MTCNN, the choice of face, 160x160 crops, cached embeddings),
@@ -14,9 +15,10 @@ and ``facenet`` loads it into facenet-pytorch's ``InceptionResnetV1`` (:func:`lo
 >>> descriptor = net(torch.from_numpy(face_chip(image, points)).permute(2, 0, 1)[None])  # doctest: +SKIP
 """
 
-from facekit.pretrained.descriptors import (BACKENDS, LandmarkSettings, LFWDescriptorResult, cache_dir,
-                                            compute_descriptors, evaluate_lfw_pairs, image_descriptors,
-                                            image_landmarks)
+from facekit.pretrained.descriptors import (BACKENDS, FaceFinding, LandmarkSettings, LFWDescriptorResult, cache_dir,
+                                            compute_descriptors, dlib_embedder, evaluate_lfw_pairs, find_faces,
+                                            image_descriptors, image_landmarks)
+from facekit.pretrained.finding import STAGES, FaceFinder, FaceFound, dlib_points_from_five
 from facekit.pretrained.dlib_dat import DlibFormatError, DlibLayer, DlibNet, dlib_model_path, read_dlib_net
 from facekit.pretrained.dlib_resnet import (CHIP_SIZE, DESCRIPTOR_DIM, MEAN_RGB, SAME_PERSON_DISTANCE, DlibFaceResNet,
                                             expected_layer_kinds, load_dlib_resnet, state_dict_from_dlib)
@@ -38,7 +40,8 @@ __all__ = ["DlibFormatError", "DlibLayer", "DlibNet", "dlib_model_path", "read_d
            "CHIP_SIZE", "CHIP_PADDING", "DESCRIPTOR_DIM", "MEAN_RGB", "SAME_PERSON_DISTANCE", "TEMPLATE_5",
            "ChipDetails", "chip_details", "extract_chip", "face_chip", "similarity_transform", "dlib_landmarks",
            "DlibNotInstalled", "compute_descriptors", "image_landmarks", "image_descriptors", "evaluate_lfw_pairs",
-           "LandmarkSettings", "LFWDescriptorResult", "BACKENDS", "cache_dir",
+           "LandmarkSettings", "LFWDescriptorResult", "BACKENDS", "cache_dir", "FaceFinding", "find_faces",
+           "dlib_embedder", "STAGES", "FaceFinder", "FaceFound", "dlib_points_from_five",
            "load_facenet", "standardize_faces", "facenet_cache_dir", "FacenetGraphError", "facenet_graph_path",
            "read_frozen_graph", "state_dict_from_graph",
            "SELECT_CHOICES", "CropSettings", "FaceBoxes", "FacenetLFWResult", "PairSubset", "crop_face", "detect_faces",

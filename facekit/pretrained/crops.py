@@ -38,6 +38,8 @@ SELECT_CHOICES = ("center", "confident", "largest")
 CACHE_SUBDIR = "facenet_lfw"
 CHECKPOINT_EVERY = 500  # images between two writes of the detection cache
 DEFAULT_BATCH = 32
+BLOCK_BATCHES = 8  # crops made per block = batch_size * this: memory stays bounded on any number of photos
+PROGRESS_FROM = 64  # progress=None shows a bar when at least this many images must be computed
 _HASH_CHUNK = 1 << 20
 
 
@@ -84,10 +86,12 @@ def file_digest(path) -> str:
 
 
 def _read_rgb(path):
+    """The photo as a PIL RGB image; a missing or unreadable file raises ImageReadError (as the dlib pipeline)."""
     from PIL import Image
 
-    with Image.open(path) as im:
-        return im.convert("RGB")
+    from facekit.data.images import read_image
+
+    return Image.fromarray(read_image(path, channels=3).permute(1, 2, 0).numpy())
 
 
 def select_face(faces: FaceBoxes, width: int, height: int, select: str = "center") -> int | None:
@@ -161,7 +165,7 @@ def _save_detections(path: Path, entries: dict[str, FaceBoxes]) -> None:
 
 
 def detect_faces(paths: Sequence, settings: CropSettings = CropSettings(), *, cache: bool = True,
-                 detector=None, progress: bool = False) -> list[FaceBoxes]:
+                 detector=None, progress: bool | None = None) -> list[FaceBoxes]:
     """Every MTCNN face of each image, cached by file digest and detector settings.
 
     Args:
@@ -170,13 +174,16 @@ def detect_faces(paths: Sequence, settings: CropSettings = CropSettings(), *, ca
         cache: read/write ``cache_dir("facenet_lfw")/detections-<detector tag>.npz``.
         detector: an object with ``detect(image) -> facekit.detection.Detections`` (default: a CPU
             :class:`facekit.detection.MTCNNDetector` with ``settings``); a custom one is not cached.
-        progress: show a tqdm bar over the images to detect.
+        progress: show a tqdm bar over the images to detect (None: when at least ``PROGRESS_FROM`` are new).
+
+    Raises:
+        facekit.data.images.ImageReadError: a missing, unreadable or corrupt image (named).
     """
     paths = [Path(p) for p in paths]
     cache = cache and detector is None
     where = cache_dir(CACHE_SUBDIR, f"detections-{settings.detector_tag()}.npz")
     entries = _load_detections(where) if cache else {}
-    keys = [file_digest(p) for p in paths]
+    keys = [_image_key(p) for p in paths]
     todo = [(k, p) for k, p in dict(zip(keys, paths)).items() if k not in entries]
     if todo:
         if detector is None:
@@ -236,10 +243,33 @@ def embed_crops(model: torch.nn.Module, crops, *, batch_size: int = DEFAULT_BATC
     return np.concatenate(out) if out else np.zeros((0, 512), np.float32)
 
 
+def _image_key(path) -> str:
+    from facekit.pretrained.keyed_cache import image_key
+
+    return image_key(path)
+
+
+def _picks(paths: list, faces: list, select: str) -> list[int]:
+    """The face ``select`` picks in each image (-1: no face, the centred square)."""
+    from PIL import Image
+
+    picks = []
+    for path, f in zip(paths, faces):
+        if len(f.boxes) < 2:
+            picks.append(0 if len(f.boxes) else -1)
+        else:
+            with Image.open(path) as im:
+                picks.append(select_face(f, im.width, im.height, select))
+    return picks
+
+
 def image_embeddings(paths: Sequence, settings: CropSettings = CropSettings(), *, model=None,
-                     batch_size: int = DEFAULT_BATCH, device="cpu", cache: bool = True
+                     batch_size: int = DEFAULT_BATCH, device="cpu", cache: bool = True, progress: bool | None = None
                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """FaceNet embeddings of images through the whole pipeline, cached (default model only).
+
+    Crops are made ``batch_size * BLOCK_BATCHES`` at a time, so memory stays bounded on any number of
+    photos; a tqdm bar shows the progress.
 
     Args:
         paths: image files.
@@ -247,50 +277,54 @@ def image_embeddings(paths: Sequence, settings: CropSettings = CropSettings(), *
         model: a FaceNet module (default: :func:`facekit.pretrained.load_facenet`); a custom one is not cached.
         batch_size, device: as in :func:`embed_crops`.
         cache: detections and embeddings under ``cache_dir("facenet_lfw")``.
+        progress: tqdm bars (None: when at least ``PROGRESS_FROM`` images are new).
 
     Returns:
         ``(embeddings (N, 512) float32, found (N,) bool, num_faces (N,) int)``.
-    """
-    from PIL import Image
 
+    Raises:
+        facekit.data.images.ImageReadError: a missing, unreadable or corrupt image (named).
+    """
     from facekit.pretrained.facenet import _sha256, load_facenet
     from facekit.pretrained.facenet_graph import facenet_graph_path
+    from facekit.pretrained.keyed_cache import load_entries, save_entries
 
+    if batch_size < 1:
+        raise ValueError(f"batch_size={batch_size} must be >= 1")
     paths = [Path(p) for p in paths]
-    faces = detect_faces(paths, settings, cache=cache)
+    if not paths:
+        return np.zeros((0, 512), np.float32), np.zeros(0, bool), np.zeros(0, np.int64)
+    faces = detect_faces(paths, settings, cache=cache, progress=progress)
     counts = np.array([len(f.boxes) for f in faces], dtype=np.int64)
-    picks = []
-    for path, f in zip(paths, faces):
-        if len(f.boxes) < 2:
-            picks.append(0 if len(f.boxes) else -1)  # -1: no face, the centred square
-        else:
-            with Image.open(path) as im:
-                picks.append(select_face(f, im.width, im.height, settings.select))
+    picks = _picks(paths, faces, settings.select)
     # the key names the face, not the rule: another `select` recomputes only the images where it picks another face
-    keys = [f"{file_digest(p)}#{i}" for p, i in zip(paths, picks)]
+    keys = [f"{_image_key(p)}#{i}" for p, i in zip(paths, picks)]
     use_cache = cache and model is None
     where = None
-    entries: dict[str, np.ndarray] = {}
+    entries: dict[str, dict] = {}
     if use_cache:
         crop_tag = f"{settings.detector_tag()}-s{settings.size}-m{settings.margin}"
         where = cache_dir(CACHE_SUBDIR, f"embeddings-{_sha256(facenet_graph_path())[:16]}-{crop_tag}.npz")
-        if where.is_file():
-            try:
-                with np.load(where, allow_pickle=False) as d:
-                    entries = dict(zip(d["keys"].tolist(), d["embeddings"]))
-            except (OSError, ValueError, KeyError):  # a damaged cache is recomputed, never trusted
-                entries = {}
-    todo = [i for i, k in enumerate(keys) if k not in entries]
+        entries = load_entries(where)
+    first = {k: i for i, k in reversed(list(enumerate(keys)))}  # one computation per distinct face
+    todo = sorted(i for k, i in first.items() if k not in entries)
     if todo:
-        crops = np.stack([crop_face(_read_rgb(paths[i]), None if picks[i] < 0 else faces[i].boxes[picks[i]],
-                                    settings.size, settings.margin) for i in todo])
-        emb = embed_crops(load_facenet() if model is None else model, crops, batch_size=batch_size, device=device)
-        entries.update({keys[i]: e for i, e in zip(todo, emb)})
+        net = load_facenet() if model is None else model
+        block = batch_size * BLOCK_BATCHES
+        starts = range(0, len(todo), block)
+        if progress or (progress is None and len(todo) >= PROGRESS_FROM):
+            from tqdm.auto import tqdm
+
+            starts = tqdm(starts, desc="FaceNet embeddings")
+        for start in starts:
+            rows = todo[start:start + block]
+            crops = np.stack([crop_face(_read_rgb(paths[i]), None if picks[i] < 0 else faces[i].boxes[picks[i]],
+                                        settings.size, settings.margin) for i in rows])  # (b, 160, 160, 3)
+            emb = embed_crops(net, crops, batch_size=batch_size, device=device)
+            entries.update({keys[i]: {"embeddings": e} for i, e in zip(rows, emb)})
         if use_cache:
-            names = sorted(entries)
-            with atomic_path(where) as tmp, open(tmp, "wb") as f:
-                np.savez(f, keys=np.array(names), embeddings=np.stack([entries[n] for n in names]))
-    out = np.stack([entries[k] for k in keys]) if keys else np.zeros((0, 512), np.float32)
+            save_entries(where, entries)
+    out = np.stack([entries[k]["embeddings"] for k in keys])
     return out, counts > 0, counts
 
 

@@ -51,7 +51,8 @@ def dlib_model_path(name: str = "face_recognition") -> Path:
 
     Args:
         name: "face_recognition" (``dlib_face_recognition_resnet_model_v1.dat``) or
-            "five_point" (``shape_predictor_5_face_landmarks.dat``).
+            "five_point" (``shape_predictor_5_face_landmarks.dat``) or "cnn_detector" (dlib's MMOD CNN face
+            detector, ``mmod_human_face_detector.dat``).
 
     Raises:
         FileNotFoundError: the package is not installed (it names the pip package to install).
@@ -66,6 +67,7 @@ def dlib_model_path(name: str = "face_recognition") -> Path:
     where = {
         "face_recognition": models.face_recognition_model_location,
         "five_point": models.pose_predictor_five_point_model_location,
+        "cnn_detector": models.cnn_face_detector_model_location,
     }
     if name not in where:
         raise ValueError(f"unknown dlib model {name!r}; accepted: {', '.join(where)}")
