@@ -313,7 +313,7 @@ def image_embeddings(paths: Sequence, settings: CropSettings = CropSettings(), *
         block = batch_size * BLOCK_BATCHES
         starts = range(0, len(todo), block)
         if progress or (progress is None and len(todo) >= PROGRESS_FROM):
-            from tqdm.auto import tqdm
+            from facekit.progress import tqdm
 
             starts = tqdm(starts, desc="FaceNet embeddings")
         for start in starts:

@@ -172,7 +172,7 @@ class FaceFinding:
 def _progress(items, total: int, desc: str, progress):
     if progress is False or (progress is None and total < PROGRESS_FROM):
         return items
-    from tqdm.auto import tqdm
+    from facekit.progress import tqdm
 
     return tqdm(items, total=total, desc=desc)
 
