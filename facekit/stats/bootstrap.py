@@ -29,7 +29,7 @@ from facekit.stats.interval import Interval, check_level
 
 __all__ = ["bootstrap", "paired_bootstrap", "resample_indices", "as_array", "MAX_FAILED_FRACTION"]
 
-MAX_FAILED_FRACTION = 0.1  # a resample where the metric is undefined (e.g. one class only) is skipped; above this, error
+MAX_FAILED_FRACTION = 0.1  # resamples where the metric is undefined (one class only) are skipped; more: an error
 
 
 def as_array(x, name: str) -> np.ndarray:

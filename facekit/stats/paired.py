@@ -130,7 +130,8 @@ def delong(scores_a, scores_b, is_same, level: float = 0.95) -> Test:
     y = as_array(is_same, "is_same").astype(bool)
     sa, sb = as_array(scores_a, "scores_a").astype(float), as_array(scores_b, "scores_b").astype(float)
     if not (sa.shape == sb.shape == y.shape) or y.ndim != 1:
-        raise ValueError(f"scores_a, scores_b and is_same need the same (N,) shape; got {sa.shape}, {sb.shape}, {y.shape}")
+        raise ValueError(f"scores_a, scores_b and is_same need the same (N,) shape; "
+                         f"got {sa.shape}, {sb.shape}, {y.shape}")
     m, n = int(y.sum()), int((~y).sum())
     if m < 2 or n < 2:
         raise ValueError(f"DeLong needs at least 2 genuine and 2 impostor pairs; got {m} genuine, {n} impostor")
