@@ -17,6 +17,8 @@ from typing import Callable, NamedTuple
 from facekit.config import ConfigError
 from facekit.profiles import ACCEPTED
 
+DRY_RUN_STEPS = 2  # `facekit report --dry-run`: steps per loop
+
 
 def parse_value(text: str):
     """Read a ``-p`` value the way Papermill does: int, float, bool, None, else the string.
@@ -78,6 +80,13 @@ def _add_report_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--overwrite", action="store_true", help="write into an existing run folder")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress output")
     parser.add_argument("--list", action="store_true", help="list the notebooks and their parameters, run nothing")
+    parser.add_argument("--dry-run", dest="max_steps", type=int, nargs="?", const=DRY_RUN_STEPS, metavar="STEPS",
+                        help="prove a profile on this machine: its configuration, but every training and evaluation "
+                             f"loop capped at STEPS steps (default {DRY_RUN_STEPS}) and the count-like sizes capped "
+                             "(sets FACEKIT_MAX_STEPS; see facekit.profiles); the run is named <date>-<profile>-dry-...")
+    parser.add_argument("--course-page", metavar="RUN_DIR",
+                        help="run nothing: write the course page of RUN_DIR (one line per chapter: status, duration, "
+                             "3 key metrics, a key figure thumbnail) into the README.md of its reports folder")
 
 
 def _list_notebooks(args) -> int:
@@ -139,7 +148,8 @@ def _rerun(args, argv_given: set) -> int:
 def _given(args) -> set:
     """The report options that differ from their defaults (what the user typed)."""
     defaults = vars(build_parser().parse_args(["report"]))
-    return {k for k, v in vars(args).items() if k in defaults and v != defaults[k] and k != "rerun_failed"}
+    return {k for k, v in vars(args).items()
+            if k in defaults and v != defaults[k] and k not in ("rerun_failed", "course_page")}
 
 
 def _report_done(summary) -> int:
@@ -155,11 +165,29 @@ def _report_done(summary) -> int:
     return 0 if summary.ok else 1
 
 
+def _course_page(args, given: set) -> int:
+    from facekit.reports.index import write_course_page
+
+    clashing = sorted(given - {"course_page", "quiet"})
+    if clashing:
+        raise ConfigError(f"--course-page runs nothing; drop {', '.join(clashing)}")
+    readme = write_course_page(args.course_page)
+    if not args.quiet:
+        print(f"{readme}: course page of {args.course_page}")
+    return 0
+
+
 def _report(args) -> int:
+    if args.course_page:
+        return _course_page(args, _given(args))
     if args.rerun_failed:
+        if args.max_steps is not None:
+            raise ConfigError("--rerun-failed reuses the run's dry-run setting; drop --dry-run")
         return _rerun(args, _given(args))
     if args.list:
         return _list_notebooks(args)
+    if args.max_steps is not None and args.max_steps < 1:
+        raise ConfigError(f"--dry-run {args.max_steps} is not accepted; give a whole number of steps >= 1")
     from facekit.reports.runner import run_reports
 
     summary = run_reports(
@@ -167,7 +195,7 @@ def _report(args) -> int:
         run_name=args.run_name, reports_dir=args.reports_dir, notebooks_dir=args.notebooks_dir,
         html=args.html, kernel_name=args.kernel_name, execution_timeout=args.timeout,
         progress=not args.quiet, overwrite=args.overwrite, all_notebooks=args.all_notebooks,
-        dependencies=args.dependencies, artifacts_dir=args.artifacts_dir,
+        dependencies=args.dependencies, artifacts_dir=args.artifacts_dir, max_steps=args.max_steps,
     )
     return _report_done(summary)
 

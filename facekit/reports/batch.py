@@ -28,7 +28,7 @@ from typing import Any, Mapping
 from facekit.config import ConfigError
 from facekit.io import atomic_path, cache_dir
 from facekit.reports.order import blocked_by
-from facekit.reports.record import read_metrics
+from facekit.reports.record import key_metric_names, read_metrics
 from facekit.reports.summary import NotebookEntry, RunSummary, write_summary
 
 RUN_ENV_VAR = "FACEKIT_REPORT_RUN"
@@ -197,6 +197,7 @@ def execute_entries(summary: RunSummary, todo: list[tuple[NotebookEntry, Path]],
         entry.status = "ok" if error is None else "failed"
         entry.error = error
         entry.figures = count_figures(nb)
+        entry.key_metrics = key_metric_names(nb)
         if entry.figures == 0 and error is None:
             entry.warnings.append(NO_FIGURES)
         if error is not None:

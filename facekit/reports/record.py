@@ -47,7 +47,7 @@ def _format(value: Any) -> str:
     return repr(value) if isinstance(value, str) else str(value)
 
 
-def _bundle(name: str, value: Any, unit: str | None, notebook_key: str | None) -> dict:
+def _bundle(name: str, value: Any, unit: str | None, notebook_key: str | None, key: bool = False) -> dict:
     if not isinstance(name, str) or not name.strip() or "\n" in name:
         raise ValueError(f"a metric name is a non-empty one-line string, got {name!r}")
     if unit is not None and not isinstance(unit, str):
@@ -59,6 +59,8 @@ def _bundle(name: str, value: Any, unit: str | None, notebook_key: str | None) -
         payload["nonfinite"] = True
     if notebook_key is not None:
         payload["notebook_key"] = str(notebook_key)
+    if key:
+        payload["key"] = True
     text = f"metric {name} = {_format(value)}" + (f" {unit}" if unit else "")
     return {"text/plain": text, MIMETYPE: payload}
 
@@ -71,7 +73,7 @@ def _ipython_shell():
     return get_ipython()
 
 
-def record(name: str, value, *, unit: str | None = None, notebook_key: str | None = None):
+def record(name: str, value, *, unit: str | None = None, notebook_key: str | None = None, key: bool = False):
     """Show a key metric in the notebook, in a form the report summary picks up.
 
     Args:
@@ -81,6 +83,8 @@ def record(name: str, value, *, unit: str | None = None, notebook_key: str | Non
         unit: optional unit shown after the value (``"s"``, ``"%"``).
         notebook_key: optional tag stored with the metric (e.g. the notebook's stem);
             ``read_metrics(nb, notebook_key=...)`` keeps only the metrics with that tag.
+        key: one of the chapter's headline numbers: the course page (``facekit report --course-page``)
+            shows the first three key metrics of each chapter (without any, its first three metrics).
 
     Returns:
         ``value`` unchanged, so ``acc = record("acc", evaluate(model))`` reads naturally.
@@ -89,7 +93,7 @@ def record(name: str, value, *, unit: str | None = None, notebook_key: str | Non
     metric heldout_accuracy = 0.8731
     0.8731
     """
-    bundle = _bundle(name, value, unit, notebook_key)
+    bundle = _bundle(name, value, unit, notebook_key, key)
     if _ipython_shell() is not None:
         from IPython.display import display
 
@@ -99,7 +103,8 @@ def record(name: str, value, *, unit: str | None = None, notebook_key: str | Non
     return value
 
 
-def record_many(mapping: Mapping[str, Any], *, unit: str | None = None, notebook_key: str | None = None) -> dict:
+def record_many(mapping: Mapping[str, Any], *, unit: str | None = None, notebook_key: str | None = None,
+                key: bool = False) -> dict:
     """Record every ``name: value`` of `mapping` (all checked before any is shown).
 
     >>> record_many({"eer": 0.05, "epochs": 3})
@@ -107,7 +112,7 @@ def record_many(mapping: Mapping[str, Any], *, unit: str | None = None, notebook
     metric epochs = 3
     {'eer': 0.05, 'epochs': 3}
     """
-    bundles = [_bundle(k, v, unit, notebook_key) for k, v in mapping.items()]
+    bundles = [_bundle(k, v, unit, notebook_key, key) for k, v in mapping.items()]
     shell = _ipython_shell()
     for bundle in bundles:
         if shell is not None:
@@ -161,3 +166,18 @@ def read_metrics(notebook, *, notebook_key: str | None = None, with_units: bool 
             value = float(value)
         metrics[payload["name"]] = {"value": value, "unit": payload.get("unit")} if with_units else value
     return metrics
+
+
+def key_metric_names(notebook) -> list[str]:
+    """The names of the metrics recorded with ``key=True``, in recording order (each once).
+
+    >>> nb = {"cells": [{"cell_type": "code", "outputs": [{"output_type": "display_data",
+    ...       "data": {MIMETYPE: {"name": "auc", "value": 0.9, "unit": None, "key": True}}}]}]}
+    >>> key_metric_names(nb)
+    ['auc']
+    """
+    if isinstance(notebook, (str, os.PathLike)):
+        import nbformat
+
+        notebook = nbformat.read(Path(notebook), as_version=4)
+    return list(dict.fromkeys(p["name"] for p in _iter_payloads(notebook) if p.get("key")))

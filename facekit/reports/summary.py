@@ -41,6 +41,7 @@ class NotebookEntry:
     skip_reason: str | None = None  # why it was skipped (a dependency failed or was skipped)
     reruns: int = 0  # how many times `--rerun-failed` executed it again
     figures: int | None = None  # image outputs in the executed notebook (0 is warned about)
+    key_metrics: list = field(default_factory=list)  # names recorded with record(..., key=True)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
