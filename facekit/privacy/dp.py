@@ -27,8 +27,8 @@ import torch
 from torch import nn
 
 from facekit.config import ConfigError, choice
-
-OPTIMIZERS = ("sgd", "adam")
+from facekit.train.callbacks import Callback
+from facekit.train.optim import OPTIMIZERS
 
 
 @dataclass(frozen=True)
@@ -39,7 +39,7 @@ class DPConfig:
     epochs: int = 10  # passes over the data (in expectation, with Poisson sampling)
     batch_size: int = 64  # expected batch size; sample rate q = batch_size / N
     lr: float = 1e-3  # learning rate
-    optimizer: str = "adam"  # one of OPTIMIZERS
+    optimizer: str = "adam"  # one of facekit.train.optim.OPTIMIZERS (no weight decay)
     momentum: float = 0.9  # sgd only
     seed: int = 0  # seeds the model's sampling and noise (Opacus's secure_mode stays off: not for production)
     device: str = "auto"  # 'auto', 'cpu', 'cuda', ...
@@ -146,64 +146,80 @@ class DPResult:
     engine_epsilon: float = math.nan  # the PrivacyEngine's own count (its accountant saw each optimizer step)
 
 
+class MakePrivate(Callback):
+    """A :func:`facekit.train.fit` hook that trains with DP-SGD through Opacus's ``PrivacyEngine``.
+
+    At the start of ``fit`` it batches the training dataset (expected batch ``config.batch_size``),
+    hands model, optimiser and loader to ``PrivacyEngine.make_private`` (Poisson sampling, the sampling
+    the accountant assumes) and gives ``fit`` the wrapped three. Sampling and noise draw from their own
+    generators seeded with ``config.seed``, so they do not depend on ``fit``'s per-epoch seeding. After
+    every epoch it adds the ``epsilon`` spent so far (at ``delta``) to the epoch's record.
+
+    Attributes set during ``fit``: ``engine``, ``private`` (the GradSampleModule), ``sample_rate``,
+    ``steps`` (optimiser steps taken; empty Poisson batches take none).
+    """
+
+    def __init__(self, config: DPConfig, delta: float):
+        self.config, self.delta = config, delta
+        self.engine = self.private = None
+        self.sample_rate = math.nan
+        self._batches = self.steps = 0
+
+    def on_fit_start(self, state) -> None:
+        from opacus import PrivacyEngine
+        from torch.utils.data import DataLoader
+
+        cfg = self.config
+        loader = DataLoader(state.train, batch_size=cfg.batch_size, shuffle=True,
+                            generator=torch.Generator().manual_seed(cfg.seed))
+        self.engine = PrivacyEngine(accountant="rdp")
+        noise = torch.Generator(device=state.device).manual_seed(cfg.seed)
+        self.private, state.optimizer, state.train = self.engine.make_private(
+            module=state.model, optimizer=state.optimizer, data_loader=loader, noise_multiplier=cfg.noise_multiplier,
+            max_grad_norm=cfg.max_grad_norm, poisson_sampling=True, noise_generator=noise)
+        state.model = self.private
+        self._batches = len(state.train)
+        self.sample_rate = 1.0 / self._batches
+
+    def epsilon(self, epochs: int) -> float:
+        """Epsilon after ``epochs`` full epochs (each ``1 / sample_rate`` Poisson-sampled steps) at ``delta``."""
+        return epsilon_for(self.config.noise_multiplier, self.sample_rate, self._batches * epochs, self.delta)
+
+    def on_epoch_end(self, state) -> None:
+        state.history.records[-1]["epsilon"] = self.epsilon(state.epoch + 1)
+
+    def on_fit_end(self, state) -> None:
+        self.steps = state.steps
+
+
 def train_private(model: nn.Module, dataset, config: DPConfig = DPConfig(), *,
                   loss_fn: Callable | None = None, progress: bool = False) -> DPResult:
-    """Train ``model`` on ``dataset`` (of ``(x, y)``) with DP-SGD through Opacus's ``PrivacyEngine``.
+    """Train ``model`` on ``dataset`` (of ``(x, y)``) with DP-SGD: :func:`facekit.train.fit` with :class:`MakePrivate`.
 
     The model is first made Opacus-compatible (:func:`make_dp_compatible`); batches are Poisson-sampled
-    (the sampling the accountant assumes). Returns the trained module and the epsilon spent.
+    (the sampling the accountant assumes); the optimiser comes from fit's registry, without weight
+    decay and in full precision. Returns the trained module and the epsilon spent.
     """
-    from opacus import PrivacyEngine
-    from torch.utils.data import DataLoader
-
     from facekit.device import resolve_device
+    from facekit.train import TrainConfig, fit
 
     device = resolve_device(config.device)
     torch.manual_seed(config.seed)
     model = make_dp_compatible(model).to(device)
-    loss_fn = loss_fn or nn.CrossEntropyLoss()
-    params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = (torch.optim.Adam(params, lr=config.lr) if config.optimizer == "adam"
-                 else torch.optim.SGD(params, lr=config.lr, momentum=config.momentum))
-    loader = DataLoader(dataset, batch_size=config.batch_size, shuffle=True,
-                        generator=torch.Generator().manual_seed(config.seed))
     delta = config.delta if config.delta is not None else 1.0 / len(dataset)
+    hook = MakePrivate(config, delta)
+    train_config = TrainConfig(epochs=config.epochs, batch_size=config.batch_size, lr=config.lr,
+                               optimizer=config.optimizer, momentum=config.momentum, seed=config.seed,
+                               device=str(device), amp="off", progress=progress)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*[Ss]ecure RNG.*")
-        engine = PrivacyEngine(accountant="rdp")
         warnings.filterwarnings("ignore", message=".*[Ff]ull backward hook.*")
         warnings.filterwarnings("ignore", message=".*Optimal order.*")
-        return _train_loop(engine, model, optimizer, loader, loss_fn, config, delta, device, progress)
-
-
-def _train_loop(engine, model, optimizer, loader, loss_fn, config, delta, device, progress) -> DPResult:
-    private, optimizer, loader = engine.make_private(
-        module=model, optimizer=optimizer, data_loader=loader, noise_multiplier=config.noise_multiplier,
-        max_grad_norm=config.max_grad_norm, poisson_sampling=True)
-    sample_rate = 1.0 / len(loader)
-    history, steps = [], 0
-    private.train()
-    for epoch in range(config.epochs):
-        total, n = 0.0, 0
-        for x, y in loader:
-            if len(x) == 0:  # Poisson sampling can draw an empty batch; Opacus still counts the step
-                optimizer.zero_grad(set_to_none=True)
-                continue
-            x, y = x.to(device), y.to(device)
-            optimizer.zero_grad(set_to_none=True)
-            loss = loss_fn(private(x), y)
-            loss.backward()
-            optimizer.step()
-            steps += 1
-            total, n = total + loss.item() * len(x), n + len(x)
-        eps = epsilon_for(config.noise_multiplier, sample_rate, len(loader) * (epoch + 1), delta)
-        history.append({"epoch": epoch + 1, "train_loss": total / max(n, 1), "epsilon": eps})
-        if progress:
-            print(f"  epoch {epoch + 1}: loss {total / max(n, 1):.3f}, epsilon {eps:.2f}")
-    epsilon = epsilon_for(config.noise_multiplier, sample_rate, len(loader) * config.epochs, delta)
-    inner = private._module if hasattr(private, "_module") else private
-    engine_eps = float(engine.get_epsilon(delta)) if config.noise_multiplier > 0 else math.inf
-    return DPResult(inner, epsilon, delta, sample_rate, steps, history, engine_eps)
+        history = fit(model, dataset, config=train_config, loss_fn=loss_fn, metrics={}, callbacks=[hook])
+        engine_eps = float(hook.engine.get_epsilon(delta)) if config.noise_multiplier > 0 else math.inf
+    records = [{k: r[k] for k in ("epoch", "train_loss", "epsilon") if k in r} for r in history.records]
+    inner = hook.private._module if hasattr(hook.private, "_module") else hook.private
+    return DPResult(inner, hook.epsilon(config.epochs), delta, hook.sample_rate, hook.steps, records, engine_eps)
 
 
 def accountant_epsilon_matches(noise_multiplier: float, sample_rate: float, steps: int, delta: float) -> tuple:
@@ -234,5 +250,5 @@ def gaussian_epsilon(noise_multiplier: float, steps: int, delta: float, orders=N
     return float(np.min(eps))
 
 
-__all__ = ["DPConfig", "DPResult", "make_dp_compatible", "epsilon_for", "clipped_noisy_gradient", "train_private",
+__all__ = ["DPConfig", "DPResult", "MakePrivate", "make_dp_compatible", "epsilon_for", "clipped_noisy_gradient", "train_private",
            "accountant_epsilon_matches", "gaussian_epsilon"]

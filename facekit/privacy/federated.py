@@ -28,8 +28,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from facekit.config import ConfigError, choice
-
-OPTIMIZERS = ("sgd", "adam")
+from facekit.train.optim import OPTIMIZERS
 
 
 def weighted_average(states: Sequence[Mapping[str, torch.Tensor]], weights: Sequence[float]) -> dict:
@@ -77,7 +76,7 @@ class FedConfig:
     rounds: int = 10  # communication rounds
     local_epochs: int = 1  # passes over its own data by each client per round
     lr: float = 1e-3  # learning rate of the local optimiser
-    optimizer: str = "adam"  # local optimiser, one of OPTIMIZERS (a fresh one each round, as in FedAvg)
+    optimizer: str = "adam"  # local optimiser from facekit.train.optim.OPTIMIZERS (a fresh one each round)
     momentum: float = 0.9  # sgd only
     batch_size: int = 32  # local batch size
     seed: int = 0  # local shuffling
@@ -93,31 +92,23 @@ class FedConfig:
 def local_train(model: nn.Module, dataset: Dataset, *, epochs: int, lr: float, batch_size: int,
                 optimizer: str = "adam", momentum: float = 0.9, seed: int = 0, device="cpu",
                 loss_fn: Callable | None = None, full_batch: bool = False) -> float:
-    """Train ``model`` in place on ``dataset`` for ``epochs``; returns the mean loss of the last epoch.
+    """Train ``model`` in place on ``dataset`` for ``epochs`` with :func:`facekit.train.fit`; the last epoch's mean loss.
 
-    ``full_batch`` uses one batch of the whole dataset (gradient descent; the FedSGD check).
+    Epoch ``e`` shuffles with a generator seeded ``seed * 1000 + e``; the optimiser is a fresh one from
+    fit's registry (no weight decay, full precision). ``full_batch`` uses one batch of the whole dataset
+    (gradient descent; the FedSGD check).
     """
-    choice(optimizer, OPTIMIZERS, name="optimizer")
-    loss_fn = loss_fn or nn.CrossEntropyLoss()
-    params = [p for p in model.parameters() if p.requires_grad]
-    opt = (torch.optim.Adam(params, lr=lr) if optimizer == "adam"
-           else torch.optim.SGD(params, lr=lr, momentum=momentum))
-    model.to(device).train()
-    last = float("nan")
-    for epoch in range(epochs):
+    from facekit.train import TrainConfig, fit
+
+    def batches(epoch: int) -> DataLoader:  # the client's own data order, epoch by epoch
         gen = torch.Generator().manual_seed(seed * 1000 + epoch)
-        loader = DataLoader(dataset, batch_size=len(dataset) if full_batch else batch_size, shuffle=not full_batch,
-                            generator=gen)
-        total, n = 0.0, 0
-        for x, y in loader:
-            x, y = x.to(device), y.to(device)
-            opt.zero_grad(set_to_none=True)
-            loss = loss_fn(model(x), y)
-            loss.backward()
-            opt.step()
-            total, n = total + loss.item() * len(x), n + len(x)
-        last = total / max(n, 1)
-    return last
+        return DataLoader(dataset, batch_size=len(dataset) if full_batch else batch_size, shuffle=not full_batch,
+                          generator=gen)
+
+    config = TrainConfig(epochs=epochs, lr=lr, batch_size=batch_size, optimizer=optimizer, momentum=momentum,
+                         seed=seed, device=str(device), amp="off", progress=False)
+    history = fit(model, batches, config=config, loss_fn=loss_fn, metrics={})
+    return history.last("train_loss") if history.records else float("nan")
 
 
 @dataclass

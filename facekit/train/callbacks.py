@@ -9,7 +9,13 @@ from facekit.config import choice
 
 
 class Callback:
-    """Hooks called by :func:`facekit.train.fit`. ``state`` is the loop's :class:`FitState`."""
+    """Hooks called by :func:`facekit.train.fit`. ``state`` is the loop's :class:`FitState`.
+
+    ``on_fit_start`` runs once the optimiser exists (and a checkpoint is resumed); it may replace
+    ``state.model``, ``state.optimizer`` and ``state.train`` with wrapped ones (DP-SGD does).
+    ``on_epoch_end`` sees the epoch's record as ``state.history.records[-1]`` and may add to it or set
+    ``state.stop``. ``state_dict``/``load_state_dict`` travel in fit's checkpoints.
+    """
 
     def on_fit_start(self, state) -> None: ...
 

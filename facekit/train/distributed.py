@@ -44,7 +44,10 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from facekit.config import ConfigError, make_config
 from facekit.train.callbacks import Callback
-from facekit.train.loop import History, TrainConfig, _default_forward, fit
+from facekit.train.batches import default_forward
+from facekit.train.config import TrainConfig
+from facekit.train.loop import fit
+from facekit.train.state import History
 
 
 @dataclasses.dataclass(frozen=True)
@@ -200,7 +203,7 @@ def fit_distributed(model: nn.Module, train: Dataset, val=None, *, config: Train
         sync_batchnorm = device.type == "cuda" and info.world_size > 1
     if sync_batchnorm:
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model).to(device)
-    inner = forward or _default_forward
+    inner = forward or default_forward
     if info.world_size > 1:
         ddp = nn.parallel.DistributedDataParallel(
             model, device_ids=[device.index] if device.type == "cuda" else None,
