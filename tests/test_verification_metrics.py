@@ -239,3 +239,45 @@ def test_identification_against_naive_loop():
         score = {i: max(np.dot(p, g) / np.linalg.norm(p) / np.linalg.norm(g)
                         for g, lg in zip(gallery, gallery_labels) if lg == i) for i in ids}
         assert rank == sum(score[i] >= score[label] for i in ids)
+
+
+# ---------------------------------------------------------------- one home: open-set, identification, groups
+def test_one_threshold_rule_one_open_set_result_one_normaliser():
+    import facekit.fairness as fairness
+    import facekit.metrics as metrics
+    import facekit.pretrained.transfer as transfer
+    import facekit.search as search
+
+    assert search.threshold_at_far is metrics.threshold_at_far
+    assert search.OpenSetResult is metrics.OpenSetResult is transfer.OpenSetResult
+    assert fairness.group_rates is metrics.group_rates and transfer.enrol is metrics.enrol
+    rng = np.random.default_rng(0)
+    for n in (1, 7, 40):
+        s = rng.normal(size=n)
+        for far in (0.0, 0.1, 0.5, 1.0):
+            assert metrics.threshold_at_fmr(s, far) == metrics.threshold_at_far(s, far)
+    rows = rng.normal(size=(5, 3))
+    np.testing.assert_allclose(metrics.l2_normalize(rows), rows / np.linalg.norm(rows, axis=1, keepdims=True))
+
+
+def test_open_set_result_unifies_both_views():
+    from facekit.metrics import open_set_metrics, open_set_rates
+
+    known, correct, unknown = [0.9, 0.7, 0.4, 0.8], [True, False, True, True], [0.8, 0.3, 0.6]
+    a, b = open_set_rates(known, correct, unknown, 0.65), open_set_metrics(0.65, known, correct, unknown)
+    assert a == b
+    assert a.dir == a.known_identification == 0.5  # 0.9 and 0.8 right and accepted
+    assert a.false_alarm_rate == pytest.approx(1 / 3) and a.unknown_rejection == pytest.approx(2 / 3)  # 0.8 accepted
+    assert a.known_false_rejection == 0.25 and a.accuracy == pytest.approx(4 / 7)  # 2 named + 2 rejected of 7
+    assert np.isnan(open_set_metrics(0.5, known, correct, []).false_alarm_rate)
+    with pytest.raises(ValueError, match="unknown_top1_scores must be a non-empty"):
+        open_set_rates(known, correct, [], 0.5)
+
+
+@pytest.mark.parametrize("module", ["verification", "identification", "openset", "groups"])
+def test_metric_doctests(module):
+    import doctest
+    import importlib
+
+    result = doctest.testmod(importlib.import_module(f"facekit.metrics.{module}"))
+    assert result.failed == 0 and result.attempted > 0

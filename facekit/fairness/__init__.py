@@ -1,9 +1,10 @@
-"""Fairness of face verification: error rates per demographic group and their disparities.
+"""Fairness of face verification: error rates per demographic group and their disparities (computed in
+:mod:`facekit.metrics.groups`).
 
 >>> from facekit.fairness import group_rates, per_group_thresholds, disparity
 """
 
-from facekit.fairness.rates import (GroupRates, disparity, global_threshold, group_rates, per_group_thresholds,
+from facekit.metrics.groups import (GroupRates, disparity, global_threshold, group_rates, per_group_thresholds,
                                     threshold_at_fmr)
 
 __all__ = ["GroupRates", "disparity", "global_threshold", "group_rates", "per_group_thresholds", "threshold_at_fmr"]

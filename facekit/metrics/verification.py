@@ -19,6 +19,8 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from facekit.metrics.identification import IdentificationResult, cosine_scores, identification  # re-exported
+
 FAR_TARGETS = (1e-1, 1e-2, 1e-3, 1e-4)  # the usual operating points of TAR@FAR tables
 
 
@@ -267,71 +269,6 @@ def verification_report(scores, is_same, folds=None, far_targets: Sequence[float
     return VerificationReport(curve, auc(scores, is_same), rate, threshold,
                               tuple(tar_at_far(scores, is_same, far_targets)), kfold,
                               curve.num_genuine, curve.num_impostor)
-
-
-def cosine_scores(emb_a, emb_b) -> np.ndarray:
-    """(N, D), (N, D) embeddings of the two sides of N pairs -> (N,) float64 cosine similarities.
-
-    >>> cosine_scores([[1.0, 0.0], [1.0, 1.0]], [[2.0, 0.0], [-1.0, 1.0]]).tolist()
-    [1.0, 0.0]
-    """
-    a, b = _to_numpy(emb_a).astype(np.float64), _to_numpy(emb_b).astype(np.float64)
-    if a.ndim != 2 or a.shape != b.shape:
-        raise ValueError(f"expected two (N, D) arrays of the same shape, got {a.shape} and {b.shape}")
-    a = a / np.maximum(np.linalg.norm(a, axis=1, keepdims=True), 1e-12)
-    b = b / np.maximum(np.linalg.norm(b, axis=1, keepdims=True), 1e-12)
-    return (a * b).sum(1)
-
-
-@dataclass(frozen=True)
-class IdentificationResult:
-    rank1: float  # fraction of probes whose identity is ranked first
-    cmc: np.ndarray  # (R,) cumulative match characteristic: cmc[r - 1] = fraction identified within rank r
-    at_ranks: dict  # {rank: identification rate} for the requested ranks (ranks > R give 1.0)
-    probe_ranks: np.ndarray  # (P,) 1-based rank of each probe's true identity
-    num_probes: int  # P
-    num_gallery_identities: int  # R
-
-
-def identification(gallery_emb, gallery_labels, probe_emb, probe_labels,
-                   ranks: Sequence[int] = (1, 5, 10)) -> IdentificationResult:
-    """Closed-set identification: rank the gallery identities by cosine similarity for each probe.
-
-    An identity's score for a probe is the highest cosine over its gallery images; the rank of
-    the probe's true identity counts the identities scoring at least as high (ties count
-    against the probe). Every probe identity must be in the gallery.
-
-    Args:
-        gallery_emb: (G, D) gallery embeddings; gallery_labels: (G,) their identities.
-        probe_emb: (P, D) probe embeddings; probe_labels: (P,) their identities.
-        ranks: ranks to report in ``at_ranks``.
-
-    >>> g = [[1.0, 0.0], [0.0, 1.0], [-1.0, 0.0]]
-    >>> r = identification(g, [0, 1, 2], [[0.9, 0.2], [0.6, 0.5]], [0, 1], ranks=(1, 2))
-    >>> r.rank1, r.probe_ranks.tolist(), r.at_ranks
-    (0.5, [1, 2], {1: 0.5, 2: 1.0})
-    """
-    g = torch.as_tensor(_to_numpy(gallery_emb), dtype=torch.float64)
-    p = torch.as_tensor(_to_numpy(probe_emb), dtype=torch.float64)
-    g_lab, p_lab = _to_numpy(gallery_labels).reshape(-1), _to_numpy(probe_labels).reshape(-1)
-    if g.ndim != 2 or p.ndim != 2 or g.shape[1] != p.shape[1] or len(g_lab) != len(g) or len(p_lab) != len(p):
-        raise ValueError(f"expected (G, D), (G,), (P, D), (P,), got {tuple(g.shape)}, {g_lab.shape}, "
-                         f"{tuple(p.shape)}, {p_lab.shape}")
-    identities, g_idx = np.unique(g_lab, return_inverse=True)  # (R,), (G,) identity index of each image
-    missing = ~np.isin(p_lab, identities)
-    if missing.any():
-        raise ValueError(f"{int(missing.sum())} probe(s) have identities absent from the gallery (e.g. "
-                         f"{p_lab[missing][0]!r}); closed-set identification needs every probe identity in it")
-    sim = torch.nn.functional.normalize(p, dim=1) @ torch.nn.functional.normalize(g, dim=1).T  # (P, G)
-    index = torch.as_tensor(g_idx, dtype=torch.long).expand(len(p), -1)
-    per_identity = torch.full((len(p), len(identities)), -math.inf, dtype=torch.float64)
-    per_identity = per_identity.scatter_reduce(1, index, sim, reduce="amax").numpy()  # (P, R) best image per identity
-    true_col = np.searchsorted(identities, p_lab)  # (P,)
-    true_score = per_identity[np.arange(len(p)), true_col][:, None]
-    probe_ranks = (per_identity >= true_score).sum(1)  # 1 = first; ties with other identities count against
-    cmc = np.array([(probe_ranks <= r).mean() for r in range(1, len(identities) + 1)])
-    at_ranks = {int(r): float(cmc[min(r, len(cmc)) - 1]) for r in ranks}
-    return IdentificationResult(float(cmc[0]), cmc, at_ranks, probe_ranks, len(p), len(identities))
 
 
 __all__ = ["FAR_TARGETS", "RocCurve", "roc", "auc", "eer", "TarAtFar", "tar_at_far", "min_impostor_pairs",

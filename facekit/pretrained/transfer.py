@@ -11,10 +11,9 @@ open-set rejection.
 * :func:`keep_norm_stats`: the converted FaceNet has its batch norms folded into (identity) BatchNorm
   layers, so training with batch statistics would change the function; fine-tuning keeps every
   BatchNorm in eval mode.
-* :func:`few_shot_split`, :func:`enrol`, :func:`identify`: a gallery of ``shots`` images per person, one
-  mean unit-length template per person, nearest template by cosine.
-* :func:`choose_open_set_threshold` and :func:`open_set_metrics`: reject a probe whose best cosine is below a
-  threshold chosen on held-out people (the "unknowns" seen at calibration are not the ones tested).
+* :func:`few_shot_split`: a gallery of ``shots`` images per person and the rest as probes; enrolment,
+  identification and open-set rejection (``enrol``, ``identify``, ``choose_open_set_threshold``,
+  ``open_set_metrics``) live in :mod:`facekit.metrics` and are re-exported here.
 
 >>> labels = np.array([0, 0, 0, 1, 1, 1])
 >>> enrol_idx, probe_idx = few_shot_split(labels, shots=1, seed=0)
@@ -31,6 +30,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+from facekit.metrics.identification import Gallery, enrol, identify  # noqa: F401  (re-exported)
+from facekit.metrics.openset import OpenSetResult, choose_open_set_threshold, open_set_metrics  # noqa: F401
 from facekit.train.finetune import freeze_norm_stats
 
 FACENET_STAGES = ("conv2d_1a", "conv2d_2a", "conv2d_2b", "maxpool_3a", "conv2d_3b", "conv2d_4a", "conv2d_4b",
@@ -174,75 +175,6 @@ def few_shot_split(labels, shots: int, seed: int = 0) -> tuple[np.ndarray, np.nd
         enrol_idx += idx[:shots].tolist()
         probe_idx += idx[shots:].tolist()
     return np.sort(enrol_idx), np.sort(probe_idx)
-
-
-@dataclass(frozen=True)
-class Gallery:
-    templates: np.ndarray  # (C, D) unit-length mean embedding of each enrolled person
-    labels: np.ndarray  # (C,) their identities
-    shots: np.ndarray  # (C,) images enrolled per person
-
-
-def enrol(embeddings, labels) -> Gallery:
-    """One template per person: the normalised mean of their (normalised) enrolment embeddings."""
-    emb = np.asarray(embeddings, dtype=np.float64)
-    labels = np.asarray(labels)
-    if emb.ndim != 2 or len(emb) != len(labels) or len(emb) == 0:
-        raise ValueError(f"expected (N, D) embeddings and (N,) labels, N > 0; got {emb.shape} and {labels.shape}")
-    emb = emb / np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-12)
-    people, inverse, counts = np.unique(labels, return_inverse=True, return_counts=True)
-    sums = np.zeros((len(people), emb.shape[1]))
-    np.add.at(sums, inverse, emb)
-    return Gallery(sums / np.maximum(np.linalg.norm(sums, axis=1, keepdims=True), 1e-12), people, counts)
-
-
-def identify(gallery: Gallery, probes) -> tuple[np.ndarray, np.ndarray]:
-    """Nearest template by cosine: ``(predicted labels (P,), best cosine (P,))``."""
-    p = np.asarray(probes, dtype=np.float64)
-    if p.ndim != 2 or p.shape[1] != gallery.templates.shape[1]:
-        raise ValueError(f"expected probes (P, {gallery.templates.shape[1]}), got {p.shape}")
-    p = p / np.maximum(np.linalg.norm(p, axis=1, keepdims=True), 1e-12)
-    cos = p @ gallery.templates.T  # (P, C)
-    best = cos.argmax(1)
-    return gallery.labels[best], cos[np.arange(len(p)), best]
-
-
-@dataclass(frozen=True)
-class OpenSetResult:
-    threshold: float  # accept a probe when its best cosine is >= threshold
-    accuracy: float  # known probes accepted with the right name + unknown probes rejected, over all probes
-    unknown_rejection: float  # fraction of unknown people's probes rejected
-    known_false_rejection: float  # fraction of enrolled people's probes rejected
-    known_identification: float  # fraction of enrolled people's probes accepted *and* named correctly
-
-
-def open_set_metrics(threshold: float, known_scores, known_correct, unknown_scores) -> OpenSetResult:
-    """Open-set identification at ``threshold`` from the best cosine of each probe (see :func:`identify`)."""
-    ks, kc, us = (np.asarray(known_scores, float), np.asarray(known_correct, bool), np.asarray(unknown_scores, float))
-    if len(ks) != len(kc) or len(ks) + len(us) == 0:
-        raise ValueError(f"known_scores ({len(ks)}) and known_correct ({len(kc)}) must match, and probes must exist")
-    accept_k, reject_u = ks >= threshold, us < threshold
-    good = (accept_k & kc).sum() + reject_u.sum()
-    frac = lambda x: float(x.mean()) if len(x) else float("nan")  # noqa: E731
-    return OpenSetResult(float(threshold), float(good / (len(ks) + len(us))), frac(reject_u), frac(~accept_k),
-                         frac(accept_k & kc))
-
-
-def choose_open_set_threshold(known_scores, known_correct, unknown_scores) -> float:
-    """The threshold that maximises open-set accuracy (see :class:`OpenSetResult`) on a calibration set.
-
-    Candidates are the midpoints between consecutive distinct scores (and one below / above all);
-    ties keep the lowest threshold.
-
-    >>> choose_open_set_threshold([0.9, 0.8, 0.3], [True, True, False], [0.5, 0.2])
-    0.65
-    """
-    scores = np.unique(np.concatenate([np.asarray(known_scores, float), np.asarray(unknown_scores, float)]))
-    if scores.size == 0:
-        raise ValueError("no calibration scores")
-    candidates = np.concatenate([[scores[0] - 1e-6], (scores[1:] + scores[:-1]) / 2, [scores[-1] + 1e-6]])
-    acc = [open_set_metrics(t, known_scores, known_correct, unknown_scores).accuracy for t in candidates]
-    return float(candidates[int(np.argmax(acc))])
 
 
 __all__ = ["FACENET_STAGES", "FacenetSlice", "DLIB_STAGES", "DlibSlice", "keep_norm_stats", "few_shot_split", "Gallery",

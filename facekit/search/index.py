@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from facekit.config import choice
+from facekit.metrics.identification import l2_normalize
 
 BACKENDS = ("auto", "faiss", "torch")
 
@@ -36,8 +37,7 @@ def _unit_rows(x, dim: int, what: str) -> np.ndarray:
     arr = np.asarray(x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else x, dtype=np.float32)
     if arr.ndim != 2 or arr.shape[1] != dim:
         raise ValueError(f"{what} must be (N, {dim}) embeddings, got shape {arr.shape}")
-    norms = np.linalg.norm(arr, axis=1, keepdims=True)
-    return np.ascontiguousarray(arr / np.maximum(norms, 1e-12), dtype=np.float32)
+    return np.ascontiguousarray(l2_normalize(arr, np.float32))
 
 
 @dataclass(frozen=True)
