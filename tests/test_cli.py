@@ -112,3 +112,37 @@ def test_list_shows_the_course_by_default_and_every_notebook_with_all(notebooks,
     assert "01_fail" not in capsys.readouterr().out
     assert main(["report", "--list", "--all", "--notebooks-dir", str(notebooks)]) == 0
     assert "01_fail  [benchmark]" in capsys.readouterr().out
+
+
+def test_dry_run_flag_reaches_the_kernels_and_the_summary(tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("FACEKIT_MAX_STEPS", raising=False)
+    d = tmp_path / "notebooks"
+    d.mkdir()
+    make_notebook(d / "00_steps.ipynb", 'profile = "auto"',
+                  "import os\nfrom facekit.reports import record\nrecord('steps', int(os.environ['FACEKIT_MAX_STEPS']))")
+    args = ["report", "00", "--notebooks-dir", str(d), "--reports-dir", str(tmp_path / "r"), "--profile", "gpu",
+            "--no-html", "-q"]
+    assert main(args + ["--dry-run"]) == 0
+    (run,) = (tmp_path / "r").glob("*-gpu-dry-*")  # a dry run is named so
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["notebooks"][0]["metrics"]["steps"] == 2 and summary["options"]["max_steps"] == 2
+    assert "FACEKIT_MAX_STEPS=2" in (run / "summary.md").read_text()
+    assert main(args + ["--dry-run", "5", "--run", "five"]) == 0
+    assert json.loads((tmp_path / "r" / "five" / "summary.json").read_text())["notebooks"][0]["metrics"]["steps"] == 5
+    capsys.readouterr()
+    assert main(args + ["--dry-run", "0"]) == 2
+    assert "--dry-run 0 is not accepted" in capsys.readouterr().err
+    assert main(["report", "--rerun-failed", str(tmp_path / "r" / "five"), "--dry-run"]) == 2
+    assert "drop --dry-run" in capsys.readouterr().err
+
+
+def test_course_page_option(tmp_path, capsys):
+    from test_reports_course_page import fabricate_run
+
+    run = fabricate_run(tmp_path / "reports", "course-run")
+    assert main(["report", "--course-page", str(run)]) == 0
+    assert "<!-- course: course-run -->" in (tmp_path / "reports" / "README.md").read_text()
+    assert main(["report", "--course-page", str(run), "--profile", "cpu"]) == 2
+    assert "runs nothing; drop profile" in capsys.readouterr().err
+    assert main(["report", "--course-page", str(tmp_path / "nowhere")]) == 2
+    assert "no summary.json" in capsys.readouterr().err
