@@ -1,0 +1,124 @@
+"""Dry runs (facekit.profiles): the gpu profile's configuration on the CPU with every loop and count capped.
+
+The fast tests check the capping rules; the ``slow`` ones run every notebook of the course that way
+(``facekit report NN --profile gpu --dry-run``), so that a shape error, a missing key or an API missing from
+the pinned torch fails here and not on the GPU. Run them with ``pytest -m slow tests/test_dry_run.py``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+
+import pytest
+
+from facekit import profiles
+from facekit.config import ConfigError
+
+NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
+CELL_TIMEOUT_S = 1200  # one cell of a dry run on a loaded 2-core machine
+
+
+@dataclasses.dataclass(frozen=True)
+class Sizes:
+    image_size: int
+    train_identities: int
+    train_per_id: int
+    pairs_per_fold: int
+    test_fold: int
+    lfw_min_images: int
+    epochs: int
+    batch_size: int
+    text_steps: int
+    lfw_max_people: int  # 0 = all
+    embedding_dim: int
+    folds: tuple
+    vit: str
+    people: int = profiles.count(floor=40)
+    widths: int = profiles.count(None)
+    calls: int = profiles.count("steps")
+
+
+GPU = Sizes(image_size=112, train_identities=1000, train_per_id=20, pairs_per_fold=600, test_fold=9,
+            lfw_min_images=100, epochs=30, batch_size=256, text_steps=500, lfw_max_people=0, embedding_dim=512,
+            folds=tuple(range(10)), vit="vit_s", people=500, widths=5000, calls=100)
+
+
+@pytest.fixture()
+def dry(monkeypatch):
+    monkeypatch.setenv(profiles.MAX_STEPS_VAR, "2")
+    monkeypatch.delenv(profiles.DRY_ITEMS_VAR, raising=False)
+
+
+def test_pick_caps_counts_but_not_configuration(dry, capsys):
+    name, s = profiles.pick("gpu", smoke=GPU, cpu=GPU, gpu=GPU)
+    assert name == "gpu"
+    counts = {"train_identities": 32, "train_per_id": 20, "pairs_per_fold": 32, "text_steps": 2, "people": 40,
+              "calls": 2}
+    assert {k: getattr(s, k) for k in counts} == counts
+    config = ("image_size", "test_fold", "lfw_min_images", "epochs", "batch_size", "embedding_dim", "folds", "vit",
+              "widths", "lfw_max_people")  # epochs: fit caps them itself; 0 (= all) is left alone
+    assert {k: getattr(s, k) for k in config} == {k: getattr(GPU, k) for k in config}
+    out = capsys.readouterr().out
+    assert out.startswith("dry run ($FACEKIT_MAX_STEPS=2): gpu sizes capped: train_identities 1000 -> 32")
+
+
+def test_no_dry_run_no_change(monkeypatch, capsys):
+    monkeypatch.delenv(profiles.MAX_STEPS_VAR, raising=False)
+    assert profiles.pick("gpu", smoke=GPU, cpu=GPU, gpu=GPU) == ("gpu", GPU)
+    assert profiles.capped(5000) == 5000 and capsys.readouterr().out == ""
+
+
+def test_dry_items_and_capped(dry, monkeypatch):
+    assert profiles.capped(5000) == 32 and profiles.capped(10) == 10 and profiles.capped(5000, floor=100) == 100
+    assert profiles.capped(5000, "steps") == 2 and profiles.capped(0) == 0
+    monkeypatch.setenv(profiles.DRY_ITEMS_VAR, "8")
+    assert profiles.pick("gpu", smoke=GPU, cpu=GPU, gpu=GPU)[1].train_per_id == 8
+    monkeypatch.setenv(profiles.DRY_ITEMS_VAR, "many")
+    with pytest.raises(ConfigError, match="FACEKIT_DRY_ITEMS"):
+        profiles.capped(5000)
+    with pytest.raises(ConfigError, match="kind"):
+        profiles.capped(5, "epochs")
+    with pytest.raises(ConfigError, match="count"):
+        profiles.count("people")
+
+
+def test_every_notebook_size_field_has_a_deliberate_kind():
+    """Each notebook's sizes: the fields capped as items or steps are counts (a regression guard on the name rule)."""
+    import re
+
+    configuration = re.compile(r"(size|dim|batch|epochs|patience|min_images|folds?|vit|backbone|cnn|student|"
+                               r"models|pretrained|far|lr|widths|bits|sweep|depth|amounts|strengths|blocks|target|"
+                               r"multipliers|clients|losses|align|seq|matmul_n|copy_mib|workers|lfw|unfolded|shots|"
+                               r"seconds)")
+    for path in sorted(NOTEBOOKS.glob("*.py")):
+        body = re.search(r"class Sizes:\n((?:    .*\n)+)", path.read_text())
+        if body is None:
+            continue
+        for line in body.group(1).splitlines():
+            name = line.split(":")[0].strip()
+            if not name.isidentifier():
+                continue
+            kind = profiles.count_kind(name)
+            if kind is not None:
+                assert not configuration.fullmatch(name.split("_")[-1]) or name.endswith(("per_fold", "_steps")), \
+                    f"{path.name}: {name} looks like configuration but is capped as {kind}"
+
+
+def _course() -> list[str]:
+    return sorted(p.stem for p in NOTEBOOKS.glob("*.ipynb"))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("stem", _course())
+def test_gpu_profile_dry_run(stem, tmp_path, monkeypatch):
+    """Every notebook runs at the gpu profile with FACEKIT_MAX_STEPS=2 on this machine (a dependency runs first)."""
+    from facekit.reports import run_reports
+
+    monkeypatch.setenv("OMP_NUM_THREADS", os.environ.get("OMP_NUM_THREADS", "1"))
+    summary = run_reports([stem], profile="gpu", max_steps=2, reports_dir=tmp_path, notebooks_dir=NOTEBOOKS,
+                          html=False, progress=False, execution_timeout=CELL_TIMEOUT_S)
+    failures = {e.name: (e.status, e.error, e.skip_reason) for e in summary.entries if e.status != "ok"}
+    assert not failures, f"dry run of {stem} at the gpu profile: {failures}"
+    assert summary.entries[-1].figures, f"{stem}: no figures in the dry run"
