@@ -91,3 +91,66 @@ def test_lfw_people_min_images(lfw_dir):
     assert lfw_people(lfw_dir, min_images=2).classes == ["Ann_Lee", "Bob_Ray", "Cy_Tan", "Eve_Ash"]
     three = lfw_people(lfw_dir, min_images=3, image_size=8)
     assert three.classes == ["Ann_Lee", "Bob_Ray"] and len(three) == 7 and three[0][0].shape == (3, 8, 8)
+
+
+# ---------------------------------------------------------------- the protocol: subsets, people outside folds, one evaluator
+def test_pair_subset_people_and_bad_folds(lfw_dir):
+    import numpy as np
+
+    from facekit.data.lfw import lfw_pair_subset
+
+    sub = lfw_pair_subset(lfw_dir, folds=[1], pairs_per_fold=2)
+    assert sub.is_same.tolist() == [True, False] and [f.tolist() for f in sub.folds] == [[0, 1]]
+    assert sub.people == {"Cy_Tan", "Bob_Ray", "Eve_Ash"}
+    assert isinstance(sub.is_same, np.ndarray)
+    with pytest.raises(ValueError, match=r"folds=\[0, 2\]: \[2\] not in \[0, 2\)"):
+        lfw_pair_subset(lfw_dir, folds=[0, 2])
+
+
+def test_people_outside_the_evaluated_folds(lfw_dir):
+    from facekit.data.lfw import people_outside_folds
+
+    outside = people_outside_folds(lfw_dir, folds=[0])  # fold 0: Ann_Lee, Bob_Ray, Cy_Tan, Dee_Oh, Eve_Ash
+    assert outside == {}
+    (lfw_dir / "Zed_Free").mkdir()
+    for i in (1, 2):
+        shutil.copy(lfw_dir / "Ann_Lee" / "Ann_Lee_0001.jpg", lfw_dir / "Zed_Free" / f"Zed_Free_000{i}.jpg")
+    (lfw_dir / "Solo_One").mkdir()
+    shutil.copy(lfw_dir / "Ann_Lee" / "Ann_Lee_0001.jpg", lfw_dir / "Solo_One" / "Solo_One_0001.jpg")
+    assert sorted(people_outside_folds(lfw_dir)) == ["Solo_One", "Zed_Free"]
+    assert list(people_outside_folds(lfw_dir, min_images=2)) == ["Zed_Free"]
+    assert [p.name for p in people_outside_folds(lfw_dir)["Zed_Free"]] == ["Zed_Free_0001.jpg", "Zed_Free_0002.jpg"]
+
+
+def test_evaluate_pairs_against_a_hand_computed_protocol(lfw_dir):
+    import numpy as np
+
+    from facekit.data.lfw import evaluate_pairs, lfw_pair_subset
+    from facekit.metrics import kfold_accuracy
+
+    sub = lfw_pair_subset(lfw_dir)
+    rng = np.random.default_rng(0)
+    table = {p: rng.normal(size=4) for p in sub.images}
+    calls = []
+
+    def embed(paths):
+        calls.append(list(paths))
+        return np.stack([table[p] for p in paths]), np.array([True] * (len(paths) - 1) + [False])
+
+    result = evaluate_pairs(sub, embed)
+    assert calls == [sub.images] and len(set(calls[0])) == len(calls[0])  # each image embedded once
+    dist = np.array([np.linalg.norm(table[a] - table[b]) for a, b in zip(sub.paths_a, sub.paths_b)])
+    np.testing.assert_allclose(result.distances, dist)
+    expected = kfold_accuracy(-dist, sub.is_same, folds=sub.folds)
+    assert result.kfold.mean == expected.mean and result.num_without_face == 1 and result.kept.all()
+    cos = evaluate_pairs(sub, lambda paths: np.stack([table[p] for p in paths]), distance="cosine")
+    np.testing.assert_allclose(cos.distances, [1 - table[a] @ table[b] / np.linalg.norm(table[a]) / np.linalg.norm(
+        table[b]) for a, b in zip(sub.paths_a, sub.paths_b)])
+    skip = sub.images[0]  # a faceless photo (NaN embedding): its pairs leave the k-fold rule, counted in `kept`
+    nan_result = evaluate_pairs(sub, lambda paths: np.stack([table[p] * (np.nan if p == skip else 1) for p in paths]))
+    gone = np.array([skip in (a, b) for a, b in zip(sub.paths_a, sub.paths_b)])
+    assert (~nan_result.kept == gone).all() and gone.any()
+    with pytest.raises(ValueError, match=r"returned shape \(2, 4\) for 12 images; expected \(12, D\)"):
+        evaluate_pairs(sub, lambda paths: np.zeros((2, 4)))
+    with pytest.raises(ConfigError, match="distance"):
+        evaluate_pairs(sub, embed, distance="manhattan")
