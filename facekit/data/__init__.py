@@ -6,6 +6,7 @@
 ((3, 32, 32), 1)
 """
 
+from facekit.data.closed_set import ClosedSet, load_closed_set
 from facekit.data.detection import DlibFaceBoxes
 from facekit.data.download import DownloadError, download_lfw, fetch
 from facekit.data.folders import ImageFolderFaces
@@ -16,7 +17,7 @@ from facekit.data.pairs import Pairs, count_pairs, make_pairs
 from facekit.data.registry import DatasetNotFound, available_datasets, find_data_root, load_dataset
 from facekit.data.samplers import IdentityBatchSampler
 from facekit.data.scenes import SyntheticScenes
-from facekit.data.splits import TensorImages, split_per_identity
+from facekit.data.splits import OpenSet, TensorImages, split_people, split_per_identity, synthetic_open_set
 from facekit.data.synthetic import Difficulty, Identity, Nuisance, SyntheticFaces, render_face, sample_identity
 
 __all__ = [
@@ -25,5 +26,6 @@ __all__ = [
     "Pairs", "count_pairs", "make_pairs", "IdentityBatchSampler",
     "DatasetNotFound", "available_datasets", "find_data_root", "load_dataset", "SyntheticScenes",
     "TensorImages", "split_per_identity", "Difficulty", "Identity", "Nuisance", "SyntheticFaces",
-    "render_face", "sample_identity",
+    "render_face", "sample_identity", "ClosedSet", "load_closed_set", "OpenSet", "split_people",
+    "synthetic_open_set",
 ]

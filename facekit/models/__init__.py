@@ -19,6 +19,7 @@ from facekit.models.cnn_attention import AttentionResidualBlock, AttentionResNet
 from facekit.models.embedding import (EMBEDDINGS, IResNet, IResNetConfig, MobileFaceNet, MobileFaceNetConfig,
                                       create_embedding)
 from facekit.models.flops import count_flops, flops_by_module
+from facekit.models.inference import embed
 from facekit.models.vit import VIT_PRESETS, VisionTransformer, ViTConfig, attention_rollout, cls_attention_map
 
 MODELS: dict[str, Callable[..., nn.Module]] = {
@@ -45,4 +46,4 @@ __all__ = ["ArticleCNN", "SmallResNet", "ResidualBlock", "MODELS", "create", "co
            "scaled_dot_product_attention", "MultiHeadSelfAttention", "SqueezeExcitation", "SpatialAttention",
            "CBAM", "AttentionPool2d", "AttentionResidualBlock", "AttentionResNet", "ViTConfig", "VIT_PRESETS",
            "VisionTransformer", "attention_rollout", "cls_attention_map", "count_flops", "flops_by_module",
-           "EMBEDDINGS", "IResNet", "IResNetConfig", "MobileFaceNet", "MobileFaceNetConfig", "create_embedding"]
+           "EMBEDDINGS", "IResNet", "IResNetConfig", "MobileFaceNet", "MobileFaceNetConfig", "create_embedding", "embed"]
