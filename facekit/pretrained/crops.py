@@ -23,7 +23,6 @@ The crops themselves are not stored (590 MB for LFW); they are remade from the d
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
@@ -32,7 +31,7 @@ import numpy as np
 import torch
 
 from facekit.config import ConfigError
-from facekit.io import atomic_path, cache_dir
+from facekit.io import atomic_path, cache_dir, file_sha256
 
 SELECT_CHOICES = ("center", "confident", "largest")
 CACHE_SUBDIR = "facenet_lfw"
@@ -40,7 +39,6 @@ CHECKPOINT_EVERY = 500  # images between two writes of the detection cache
 DEFAULT_BATCH = 32
 BLOCK_BATCHES = 8  # crops made per block = batch_size * this: memory stays bounded on any number of photos
 PROGRESS_FROM = 64  # progress=None shows a bar when at least this many images must be computed
-_HASH_CHUNK = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -77,12 +75,8 @@ class FaceBoxes:
 
 
 def file_digest(path) -> str:
-    """First 16 hex digits of the sha256 of a file's bytes (the cache key of an image)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(_HASH_CHUNK), b""):
-            digest.update(chunk)
-    return digest.hexdigest()[:16]
+    """First 16 hex digits of the sha256 of a file's bytes (the cache key of an image; ``facekit.io.file_sha256``)."""
+    return file_sha256(path)[:16]
 
 
 def _read_rgb(path):
@@ -285,7 +279,7 @@ def image_embeddings(paths: Sequence, settings: CropSettings = CropSettings(), *
     Raises:
         facekit.data.images.ImageReadError: a missing, unreadable or corrupt image (named).
     """
-    from facekit.pretrained.facenet import _sha256, load_facenet
+    from facekit.pretrained.facenet import load_facenet
     from facekit.pretrained.facenet_graph import facenet_graph_path
     from facekit.pretrained.keyed_cache import load_entries, save_entries
 
@@ -304,7 +298,7 @@ def image_embeddings(paths: Sequence, settings: CropSettings = CropSettings(), *
     entries: dict[str, dict] = {}
     if use_cache:
         crop_tag = f"{settings.detector_tag()}-s{settings.size}-m{settings.margin}"
-        where = cache_dir(CACHE_SUBDIR, f"embeddings-{_sha256(facenet_graph_path())[:16]}-{crop_tag}.npz")
+        where = cache_dir(CACHE_SUBDIR, f"embeddings-{file_sha256(facenet_graph_path())[:16]}-{crop_tag}.npz")
         entries = load_entries(where)
     first = {k: i for i, k in reversed(list(enumerate(keys)))}  # one computation per distinct face
     todo = sorted(i for k, i in first.items() if k not in entries)

