@@ -13,7 +13,7 @@ import numpy as np
 from facekit.stats.bootstrap import as_array, paired_bootstrap
 from facekit.stats.interval import Interval
 from facekit.stats.paired import _as_bool, mcnemar, paired_t
-from facekit.stats.verification import _checked, score_metric
+from facekit.stats.verification import roc_bootstrap, score_metric
 
 __all__ = ["ALPHA", "MIN_SEEDS", "MIN_ITEMS", "MIN_GROUPS", "Verdict", "verdict", "compare_correct",
            "compare_scores", "compare_seeds"]
@@ -128,7 +128,7 @@ def compare_correct(correct_a, correct_b, names=("A", "B"), *, groups=None, n_bo
     test = mcnemar(a, b)  # validates shapes and n > 0
     diff = paired_bootstrap(np.mean, a.astype(float), b.astype(float), groups=groups, n_boot=n_boot, level=level,
                             seed=seed)
-    method = "McNemar exact test and paired bootstrap"
+    method = "McNemar exact test and paired bootstrap" + (" (people resampled)" if groups is not None else "")
     n_groups = len(np.unique(as_array(groups, "groups"))) if groups is not None else None
     return _with_groups(verdict(diff, names, p_value=test.p_value, n=test.n, unit=unit, method=method,
                                 metric="accuracy"), n_groups)
@@ -153,13 +153,11 @@ def compare_scores(scores_a, scores_b, is_same, metric: str = "auc", groups=None
         groups: the person of each pair: people are resampled (recommended; see :mod:`facekit.stats.bootstrap`).
     """
     m = score_metric(metric)
-    sa, y = _checked(scores_a, is_same)
-    sb, _ = _checked(scores_b, is_same)
-    diff = paired_bootstrap(m.fn, sa, sb, y, groups=groups, n_boot=n_boot, level=level, seed=seed)
+    diff = roc_bootstrap(m, scores_a, is_same, groups, other_scores=scores_b, n_boot=n_boot, level=level, seed=seed)
     n_groups = len(np.unique(as_array(groups, "groups"))) if groups is not None else None
-    method = "paired bootstrap over people" if groups is not None else "paired bootstrap"
-    return _with_groups(verdict(diff, names, n=len(y), unit="pairs", method=method, metric=m.name,
-                                higher_is_better=m.higher_is_better), n_groups)
+    method = "paired bootstrap (people resampled)" if groups is not None else "paired bootstrap"
+    return _with_groups(verdict(diff, names, n=len(as_array(is_same, "is_same")), unit="pairs", method=method,
+                                metric=m.name, higher_is_better=m.higher_is_better), n_groups)
 
 
 def compare_seeds(values_a, values_b, names=("A", "B"), higher_is_better: bool = True, *, level: float = 0.95,
