@@ -122,3 +122,74 @@ def test_gpu_profile_dry_run(stem, tmp_path, monkeypatch):
     failures = {e.name: (e.status, e.error, e.skip_reason) for e in summary.entries if e.status != "ok"}
     assert not failures, f"dry run of {stem} at the gpu profile: {failures}"
     assert summary.entries[-1].figures, f"{stem}: no figures in the dry run"
+
+
+# --- scripts/gpu_check.sh: what can be checked without a GPU ------------------------------------------------
+
+SCRIPT = NOTEBOOKS.parent / "scripts" / "gpu_check.sh"
+
+
+def _script(*args, timeout=600):
+    import subprocess
+    import sys
+
+    return subprocess.run(["bash", str(SCRIPT), *args], capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"})
+
+
+def test_gpu_check_script_syntax_and_usage_errors():
+    import subprocess
+    import sys
+
+    assert subprocess.run(["bash", "-n", str(SCRIPT)]).returncode == 0
+    assert _script("--help").returncode == 0 and "wheels DIR" in _script("--help").stdout
+    out = _script("launch")
+    assert out.returncode == 2 and "unknown command launch" in out.stderr
+    out = _script("wheels")
+    assert out.returncode == 2 and "give the folder to fill" in out.stderr
+    out = _script("run", "--python", sys.executable, "--budget-s", "5")
+    assert out.returncode == 2 and "--budget-s 5" in out.stderr
+    out = _script("run", "--python", sys.executable, "--wheels", "/nonexistent")
+    assert out.returncode == 2 and "no requirements.txt" in out.stderr
+
+
+def test_gpu_check_without_cuda_stops_unless_asked_to_rehearse():
+    import sys
+
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA: the no-CUDA refusal cannot be seen here")
+    out = _script("run", "--python", sys.executable)
+    assert out.returncode == 2 and "CUDA is not available" in out.stderr and "--allow-cpu" in out.stderr
+
+
+@pytest.mark.slow
+def test_gpu_check_cpu_rehearsal_writes_report_folders(tmp_path):
+    """The whole `run` path on tiny notebooks: chapter 07 and the dry run of every chapter, as report folders."""
+    import json
+    import sys
+
+    from test_reports import make_notebook
+
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA: the rehearsal would run the real chapter 07")
+    nbs = tmp_path / "notebooks"
+    cell = ("import os\nfrom facekit.reports import record\n"
+            "record('max_steps', int(os.environ.get('FACEKIT_MAX_STEPS', 0)))\nrecord('profile_seen', profile)")
+    make_notebook(nbs / "00_tiny.ipynb", 'profile = "auto"', cell)
+    make_notebook(nbs / "07_bench.ipynb", 'profile = "auto"', cell)
+    out = _script("run", "--allow-cpu", "--python", sys.executable, "--out", str(tmp_path / "reports"),
+                  "--notebooks-dir", str(nbs), "--budget-s", "300", "--steps", "1")
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "CPU rehearsal" in out.stderr
+    runs = sorted((tmp_path / "reports").glob("*/summary.json"))
+    summaries = [json.loads(p.read_text()) for p in runs]
+    assert sorted(len(s["notebooks"]) for s in summaries) == [1, 2]  # chapter 07; then every chapter
+    for s in summaries:
+        assert s["profile"] == "gpu" and s["options"]["max_steps"] == 1
+        assert all(e["status"] == "ok" and e["metrics"] == {"max_steps": 1, "profile_seen": "gpu"}
+                   for e in s["notebooks"])
+    assert (tmp_path / "reports" / "README.md").is_file()
