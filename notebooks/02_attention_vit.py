@@ -114,8 +114,8 @@ from torch import nn
 
 from facekit import stats
 from facekit.bench import inference_throughput, train_throughput
-from facekit.data import SyntheticFaces, TensorImages, load_dataset, split_per_identity
-from facekit.data.transforms import preprocess, train_transform
+from facekit.data import TensorImages, load_closed_set, split_per_identity
+from facekit.data.transforms import train_transform
 from facekit.models import (ArticleCNN, AttentionResNet, MultiHeadSelfAttention, SmallResNet, VisionTransformer,
                             attention_rollout, cls_attention_map, count_flops, count_parameters,
                             scaled_dot_product_attention)
@@ -124,6 +124,15 @@ from facekit.reports import record
 from facekit.train import Callback, evaluate, fit, predict
 
 
+# %% [markdown]
+# ### One parameter sets every size
+#
+# The `profile` chooses one row of sizes: `smoke` runs the whole chapter in about a minute to prove the code works
+# (its numbers mean nothing), `cpu` gives meaningful numbers on a laptop in about ten minutes, `gpu` the full
+# sizes. `seeds` is how many times each model of a verdict is trained; the noise rule needs at least three.
+# `fk.notebook.setup` also seeds every generator, picks the device and finds the real datasets on disk.
+
+# %%
 @dataclass(frozen=True)
 class Sizes:
     identities: int  # synthetic people
@@ -200,6 +209,12 @@ torch.testing.assert_close(output, scaled_dot_product_attention(Q, K, V))
 print("by hand == torch.nn.functional.scaled_dot_product_attention == facekit.models.scaled_dot_product_attention")
 
 # %% [markdown]
+# Read the printout from top to bottom. The raw scores can be any real numbers; a large positive score means
+# that query and key point the same way. Dividing by $\sqrt{d_k}$ shrinks them all by the same factor, which
+# changes how *peaked* each row of weights is but never their order. The softmax turns each row into
+# non-negative weights that sum to 1, and the output of token $i$ is the weighted mean of the value rows: the
+# explicit loop over $j$ gives the same numbers as the matrix product.
+#
 # **Attention is a weight matrix.** Row $i$ of the weights is token $i$'s distribution over the keys; the output
 # row $i$ is that distribution applied to the value rows. Look for two things in the figure: every row of the
 # weights sums to 1, and each output row is a blend of the value rows, closest to the values its query weights
@@ -253,7 +268,7 @@ print(pd.DataFrame({"dot product": spread(weights), "additive": spread(additive)
 # $W_O$. facekit's `MultiHeadSelfAttention` uses the same layout (one `qkv` linear layer), with two paths: the
 # fused kernel `F.scaled_dot_product_attention`, and the manual formula above, which can also return the
 # weights. With the weights copied over, all three agree to float32 tolerance (`torch.testing.assert_close`
-# defaults: rtol 1.3e-6, atol 1e-5):
+# defaults for float32: `rtol=1.3e-6`, `atol=1e-5`):
 
 # %%
 torch.manual_seed(seed)
@@ -289,7 +304,13 @@ s0 = torch.randn(5, generator=g)
 w0 = torch.softmax(s0, dim=0)
 torch.testing.assert_close(torch.autograd.functional.jacobian(lambda s: torch.softmax(s, dim=0), s0),
                            torch.diag(w0) - torch.outer(w0, w0))
+print("softmax Jacobian: diag(w) - w w^T == autograd")
 
+# %% [markdown]
+# Now the measurement. What to look for: the standard deviation of $q\cdot k$ tracks $\sqrt{d_k}$; unscaled, the
+# largest weight climbs towards 1 and the Jacobian norm collapses as $d_k$ grows; scaled, both stay put.
+
+# %%
 N_QUERIES, N_KEYS = 1000, 16
 rows = []
 for d in (4, 16, 64, 256, 1024):
@@ -307,6 +328,7 @@ saturation = pd.DataFrame(rows).set_index("d_k")
 print(saturation.round(3).to_string())
 print(f"(uniform weights would be 1/{N_KEYS} = {1 / N_KEYS:.3f})")
 
+# %%
 fig, axes = plt.subplots(1, 2, figsize=(8, 2.6))
 for name, style in (("unscaled", "o-"), ("scaled", "s--")):
     axes[0].plot(saturation.index, saturation[f"max weight, {name}"], style, label=name)
@@ -328,6 +350,11 @@ print(f"at d_k=1024 the unscaled softmax gives {saturation.loc[1024, 'max weight
       f"{saturation['max weight, scaled'].mean():.2f} for every width")
 
 # %% [markdown]
+# The two panels tell the same story from two sides. Left: without scaling, a wide head gives almost all its weight
+# to one key, whatever the other keys say. Right: the gradient that would teach the model to change that choice
+# shrinks by orders of magnitude. With scaling both curves are flat: the softmax sees scores of the same spread
+# at every width, so a ViT's heads can be made wider without retuning anything else.
+#
 # ## 3. Masking
 #
 # A mask removes keys from the softmax: their scores become $-\infty$, so their weights are exactly 0.
@@ -375,6 +402,10 @@ plt.show()
 print("masked weights are exactly 0; facekit with key_padding_mask == nn.MultiheadAttention; causal == F.sdpa")
 
 # %% [markdown]
+# In the figure, the left panel shows both masks at once: seq 2's last two tokens are padding, so its weight
+# matrix has two columns of exact zeros, and every row still sums to 1 over the remaining keys. The causal mask
+# makes the weights lower-triangular: the first token can only attend to itself.
+#
 # ## 4. Multi-head attention and the transformer block
 #
 # **Multi-head attention** splits the width $C$ into $h$ heads of $C/h$: each head computes its own scores and
@@ -400,6 +431,11 @@ assert count_parameters(one_head) == count_parameters(mhsa) == 4 * C * C + 4 * C
 print(f"heads cost no parameters: {nh} heads or 1 head of width {C}, both {count_parameters(mhsa)} = 4C^2 + 4C")
 
 # %% [markdown]
+# Heads cost no parameters because the projections are the same size either way: $W_Q, W_K, W_V, W_O$ are each
+# $C\times C$ whether they are read as one head of width $C$ or $h$ heads of width $C/h$. What the heads buy is
+# $h$ separate softmaxes, so one head can attend to the eyes while another attends to the mouth; what they cost
+# is width per head, which limits how much each head's dot product can express.
+#
 # **The transformer block** wraps attention the way the article's step 5 hints at: the attention output is
 # *added* to its input (the residual connection, the article's "attention-enhanced sequence"), and so is the
 # output of a small MLP applied to each token. ViTs use the *pre-norm* form, with a LayerNorm before each branch
@@ -426,7 +462,7 @@ print(f"LayerNorm by hand == nn.LayerNorm (token means {ln.mean(-1).abs().max():
 
 # %% [markdown]
 # Because each branch is *added*, a block can start as (nearly) the identity and learn a correction: the
-# ViT initialises its linear layers with standard deviation 0.02, so a fresh block changes its input by a few
+# ViT initialises its linear layers with standard deviation `0.02`, so a fresh block changes its input by a few
 # percent only. The *residual stream* carries every token through the network; blocks read from it and write to it.
 
 # %%
@@ -439,6 +475,11 @@ print("relative change ||block(x) - x|| / ||x|| of each fresh block:", np.round(
 assert max(change) < 0.2
 
 # %% [markdown]
+# A fresh block changing its input by only a few hundredths (relative) is what makes deep transformers trainable:
+# at the start every block is close to the identity, the gradient reaches the first block through the residual
+# path undiminished, and each block learns a small correction. Remove the residual additions and a stack of
+# freshly initialised blocks would scramble its input instead.
+#
 # ## 5. A vision transformer for faces
 #
 # ### The data
@@ -458,18 +499,11 @@ class Split(NamedTuple):
     channels: int
 
 
-def load_closed_set(name: str, channels: int = 3, lfw_min_images: int = 20):
-    """All images of a closed set as (N, C, S, S) floats in [0, 1], labels, names and the source dataset."""
-    if name == "synthetic":
-        per_id = S.train_per_id + S.val_per_id + S.test_per_id
-        ds = SyntheticFaces(S.identities, per_id, S.image_size, seed=seed, channels=channels)
-        x, y = ds.tensors()
-        return x, y, ds.classes, ds
-    kwargs = {"min_images": lfw_min_images} if name == "lfw" else {}
-    ds = load_dataset(name, root=ROOT, channels=channels, **kwargs)
-    prep = preprocess(S.image_size, channels=channels, crop=0.5 if name == "lfw" else 0.9)
-    data = TensorImages.from_dataset(ds)
-    return torch.stack([prep(im) for im in data.images]), data.labels, ds.classes, ds
+def closed_set(name: str, channels: int = 3, lfw_min_images: int = 20):
+    """All images of a closed set at this profile's sizes: (images, labels, class names, source dataset)."""
+    return load_closed_set(name, identities=S.identities, per_identity=S.train_per_id + S.val_per_id + S.test_per_id,
+                           image_size=S.image_size, seed=seed, channels=channels, root=ROOT,
+                           lfw_min_images=lfw_min_images)
 
 
 def make_split(x, y, n_test, n_val):
@@ -479,7 +513,7 @@ def make_split(x, y, n_test, n_val):
 
 
 t_data = time.perf_counter()
-images, labels, class_names, source = load_closed_set(dataset)
+images, labels, class_names, source = closed_set(dataset)
 synthetic = dataset == "synthetic"
 data, (train_idx, val_idx, test_idx) = make_split(images, labels, S.test_per_id if synthetic else 0.2,
                                                   S.val_per_id if synthetic else 0.1)
@@ -490,6 +524,11 @@ print(f"{dataset}: {len(images)} images of {data.num_classes} people, {tuple(ima
 assert set(data.test.targets) <= set(data.train.targets)
 
 # %% [markdown]
+# Why per-person splits: in a closed set every test face belongs to someone the model was trained on, so the
+# question is "which of these people is it?". Splitting per person guarantees each person appears in every part,
+# and the chance level is one over the number of people. Chapter 4 turns to the open set, where the people at
+# test time were never seen in training.
+#
 # ### Patches, tokens, class token, positions
 #
 # A ViT cuts the $S\times S$ image into $(S/P)^2$ non-overlapping $P\times P$ patches and maps each flattened
@@ -550,6 +589,10 @@ assert sum(param_parts.values()) == count_parameters(vit_probe)
 print("parameters by part:", param_parts)
 
 # %% [markdown]
+# Where the parameters are: almost all in the blocks (each block holds $4C^2$ for attention and $8C^2$ for an MLP
+# of ratio 4), very few in the class token and positions. The patch embedding is one linear map shared by every
+# patch, so its size depends on the patch area, not on the image size.
+#
 # ### Why positions, and which
 #
 # Without position embeddings a transformer cannot tell where a patch came from: self-attention and the per-token
@@ -602,7 +645,13 @@ for k in (1, 5, 20):
     torch.testing.assert_close((pe[:-k] * pe[k:]).sum(1), torch.cos(omega * k).sum().expand(64 - k))
 print("PE(p) . PE(p + k) == sum_i cos(omega_i k) for every p: the similarity depends on the offset only")
 
+# %% [markdown]
+# A picture of both codes. Left, the 1-D code: each row a channel, low channels oscillate fast with the position,
+# high channels slowly, like the hands of a clock. Middle and right, a map per patch position: each small square
+# is one position of the patch grid, and its pixels show that position's cosine similarity with every other
+# position (the same layout section 7 uses for the trained ViT).
 
+# %%
 def similarity_canvas(codes: torch.Tensor, grid: int) -> torch.Tensor:
     """(grid*grid, dim) codes -> a canvas of grid x grid tiles, tile (r, c) = cosine similarity of position (r, c)
     with every position, NaN gaps between tiles."""
@@ -649,7 +698,7 @@ print(f"fused vs manual ViT on {len(batch)} faces: max |diff| {(out_fused - out_
 # ## 6. CNN vs ViT under the same budget
 #
 # Every model gets the same people, splits, seed (set before each model is built), epochs and recipe: AdamW,
-# learning rate $5\cdot 10^{-4}$ with a linear warm-up then a cosine decay, weight decay 0.05 (the DeiT recipe in
+# learning rate $5\cdot 10^{-4}$ with a linear warm-up then a cosine decay, `weight_decay=0.05` (the DeiT recipe in
 # miniature), and small batches, because a transformer trained from scratch needs many optimizer steps and a
 # small training set gives few per epoch. For each model we measure parameters, FLOPs of one forward pass
 # (`count_flops`, 2 per multiply-add), held-out accuracy, training throughput (training images per second over
@@ -752,6 +801,11 @@ fig.tight_layout()
 plt.show()
 
 # %% [markdown]
+# Read the table before the curves. The CNN fits its training set almost perfectly; if the ViT does not, it is
+# not yet overfitting but *underfitting*, and the learning curves show whether more epochs would close the gap
+# (validation accuracy still rising at the end) or not (flat). Throughput is measured on this machine and
+# depends on the load; the ratios between models are more stable than the numbers themselves.
+#
 # ### Is the difference larger than the noise?
 #
 # Two kinds of luck move a measured accuracy: *which test images* were drawn, and *which training run* we got
@@ -793,6 +847,10 @@ fk.notebook.say(f"**Seed {seed}, same {N_TEST} test images:** "
                 f"**Over {len(SEEDS)} seeds:** {vit_vs_cnn.text}.")
 
 # %% [markdown]
+# "No detectable difference at this size" is not "no difference": it says that this test set and these seeds
+# cannot tell. A gap that survives the paired test over seeds is one a reader can rely on when they retrain; a gap
+# that only survives McNemar on one run may be the luck of that run's initial weights.
+#
 # The diagnosis, from the training accuracies: a model that does not even fit its training set *underfits*
 # (what makes fitting easier should help: a convolutional stem, more steps), one that fits it but not the test
 # set *overfits* (augmentation should help).
@@ -892,10 +950,16 @@ if PROFILE != "smoke" and synthetic:
     assert remedy_vs_vit.winner == "a", f"the remedy chosen on validation beats the plain ViT: {remedy_vs_vit.text}"
 
 # %% [markdown]
+# What the remedies say about the diagnosis: a remedy that makes *fitting* easier (the conv stem, more epochs)
+# should help an underfitting ViT, and one that makes fitting harder (augmentation) should not, until the model
+# fits its training set; that is why the combination of a conv stem and augmentation can beat either alone.
+# Smaller patches give more tokens and finer detail, but also a longer sequence to learn relations over from the
+# same few images, and several times the compute. Only the remedy confirmed over seeds carries a verdict.
+#
 # ### On real faces
 #
 # The same comparison on a real closed set when it is on disk: ORL (40 people, 10 grey 92×112 images each;
-# a centre crop, 64×64, 70/10/20% per person) and, at the gpu profile, LFW people with enough images. ORL
+# a centre crop to 64×64, split per person with `n_test=0.2`, `n_val=0.1`) and, at the gpu profile, LFW people with enough images. ORL
 # has 7 training images per person: smaller data still. One seed each here (the budget goes to the synthetic
 # verdicts), so the comparisons are McNemar's on the same test images: test-set noise only.
 
@@ -908,7 +972,7 @@ for name in real_sets:
     if not FOUND.get(name) or name == dataset:
         print(f"{name}: not run ({'not found; set FACEKIT_DATA' if not FOUND.get(name) else 'it is the main dataset'})")
         continue
-    r_x, r_y, r_names, _ = load_closed_set(name, channels=1 if name == "orl" else 3, lfw_min_images=S.lfw_min_images)
+    r_x, r_y, r_names, _ = closed_set(name, channels=1 if name == "orl" else 3, lfw_min_images=S.lfw_min_images)
     r_data, _ = make_split(r_x, r_y, 0.2, 0.1)
     builds = {"SmallResNet": BUILDERS["SmallResNet"], "ViT": BUILDERS["ViT"],
               "ViT + conv stem + augmentation": vit_builder(conv_stem=True)}
@@ -928,6 +992,11 @@ for name in real_sets:
             assert rows["SmallResNet"]["held-out accuracy"] > 0.8, "ORL is an easy closed set for a small CNN"
 
 # %% [markdown]
+# ORL is small: a test set of a few dozen images is below the noise rule's minimum of 100 test images, so the
+# comparison above can show a large gap and still name no winner. That is the rule working as intended: with so
+# few test faces one wrong answer moves the accuracy by more than a point, and the rule refuses to rank models
+# on that. The gpu profile adds LFW people with many images, where the test set is large enough.
+#
 # ## 7. Where the model looks
 #
 # ### Position embeddings
@@ -946,7 +1015,12 @@ print(f"we look inside {analysed!r}, the ViT with {P}x{P} patches of best final 
       f"({candidates[analysed]['history'].last('val_accuracy'):.3f}; held-out "
       f"{candidates[analysed]['held-out accuracy']:.3f})")
 
+# %% [markdown]
+# A number for the picture: the mean similarity of neighbouring positions (one patch apart) against positions
+# half the grid or more apart. Untrained embeddings give about the same for both; a model that learned the geometry
+# gives neighbours clearly more. The fixed 2-D sinusoidal code is the reference of a code built to have it.
 
+# %%
 def position_similarity(model):
     pos = F.normalize(model.pos_embed[0, 1:].detach(), dim=-1)  # (N, dim), the class token left out
     return pos @ pos.T  # (N, N) cosine similarities
@@ -1036,6 +1110,12 @@ fig.tight_layout()
 plt.show()
 
 # %% [markdown]
+# How to read the three rows: the top row is the face, the middle row the class token's attention in the last
+# block alone, the bottom row the rollout through all blocks. Red is where the class token reads from. The last
+# block alone is often patchy and can single out a few background patches (attention *sinks* that collect weight
+# without carrying much); rollout, which accounts for the residual path and every earlier layer, is smoother and
+# usually covers the face. Neither is yet a measurement: the next cell turns "it looks at the eyes" into a number.
+#
 # ### Which regions carry the weight
 #
 # The synthetic generator knows where each face's eyes, nose tip and mouth corners are (`SyntheticFaces.render`
@@ -1068,7 +1148,12 @@ def region_masks(landmarks, boxes, size, radius=LANDMARK_RADIUS):
     masks["outside the face box"] = ~masks["inside the face box"]
     return masks
 
+# %% [markdown]
+# Two measurements per region: the share of the rollout map that falls in it, and the share of the image it
+# covers. Their ratio is the enrichment. The untrained copy of the same ViT is the control: its enrichment should
+# be near 1 everywhere, since its attention has learned nothing about faces.
 
+# %%
 def pixel_mass(model, x):
     """The class token's rollout over the patches as a (B, S, S) map that sums to 1 per image."""
     model.eval()
@@ -1091,6 +1176,12 @@ def enrichment_table(mass, masks):
     return pd.DataFrame(rows).T
 
 
+# %% [markdown]
+# What to look for in the table: the untrained column near 1 in every row (the control), the trained column above
+# 1 for the landmark discs if the model learned to read the face's parts, and below 1 outside the face box. The
+# plain ViT, which learned much less (section 6), is the third column.
+
+# %%
 LANDMARKS = None
 if synthetic:
     rendered = [source.render(test_idx[i]) for i in probe.tolist()]
@@ -1113,11 +1204,11 @@ if synthetic:
     top = regions[("trained", "enrichment")].loc[[*REGIONS, "forehead and hair"]].idxmax()
     plain_enrichment = regions.loc["all five landmarks", ("plain ViT, trained", "enrichment")]
     record("rollout_landmark_enrichment_plain_vit", round(plain_enrichment, 3))
-    print(f"trained: the five landmark discs get {enrichment:.2f}x their share of the image "
-          f"(untrained {regions.loc['all five landmarks', ('untrained', 'enrichment')]:.2f}x); the most enriched "
-          f"region is {top} ({regions.loc[top, ('trained', 'enrichment')]:.2f}x); outside the face box gets "
-          f"{regions.loc['outside the face box', ('trained', 'enrichment')]:.2f}x its area. The plain ViT "
-          f"(held-out {vit_acc:.3f}) gives the landmarks {plain_enrichment:.2f}x.")
+    fk.notebook.say(f"Trained: the five landmark discs get **{enrichment:.2f}x** their share of the image "
+                    f"(untrained {regions.loc['all five landmarks', ('untrained', 'enrichment')]:.2f}x); the most "
+                    f"enriched region is {top} ({regions.loc[top, ('trained', 'enrichment')]:.2f}x); outside the face "
+                    f"box gets {regions.loc['outside the face box', ('trained', 'enrichment')]:.2f}x its area. The "
+                    f"plain ViT (held-out {vit_acc:.3f}) gives the landmarks {plain_enrichment:.2f}x.")
     if PROFILE != "smoke":
         assert enrichment > 1.0, "the trained ViT reads more from eyes, nose and mouth than from a random spot"
 else:
@@ -1175,6 +1266,12 @@ if PROFILE != "smoke":
     assert entropy_drop > 0, "trained attention is more concentrated than the initial, near-uniform one"
 
 # %% [markdown]
+# Reading the evolution: the entropy column starts near the uniform value (every token attended to equally)
+# and falls as the class token learns to concentrate; the landmark enrichment rises from 1 if the concentration
+# goes to the parts of the face. Compare the epochs at which the validation accuracy rises with the epochs at
+# which the maps change: the maps usually sharpen while the accuracy climbs, and change little once it has levelled
+# off.
+#
 # Two cautions. Attention maps show where information is *read from*, not what the decision *depends on*: a
 # patch can get weight and be ignored by the MLPs after it (occluding the region and measuring the change of the
 # prediction answers that question). And rollout's averaging over heads and the added identity smooth the maps by construction.
@@ -1233,6 +1330,11 @@ fk.notebook.say(f"SmallResNet's held-out accuracy has a seed-to-seed standard de
                     for name, (one, many) in cnn_tests.items()))
 
 # %% [markdown]
+# Squeeze-and-excitation re-weights channels, not positions, so it cannot add the spatial attention a ViT has; it
+# lets the network turn feature detectors up or down per image. Attention pooling replaces the average over
+# positions by a learned weighting, which can only help if some positions matter more than others for every
+# face. On small, centred faces neither is expected to change much: the verdicts say whether it did.
+#
 # Where does the attention pool look? Its query's weights over the last feature map, averaged over the probe
 # faces:
 
@@ -1252,16 +1354,24 @@ overlay(axes[1], mean_face, ((pool_map - pool_map.min()) / (pool_map.max() - poo
         f"attention pool ({pool_w.shape[-1]}x{pool_w.shape[-2]})")
 plt.show()
 torch.testing.assert_close(pool_w.sum(dim=(1, 2)), torch.ones(len(probe_x)))
-print(f"pool weights: max {pool_w.amax(dim=(1, 2)).mean():.3f} per face on average vs uniform "
-      f"{1 / pool_w[0].numel():.3f}")
+fk.notebook.say(f"Pool weights: the largest weight per face is {pool_w.amax(dim=(1, 2)).mean():.3f} on average, "
+                f"against {1 / pool_w[0].numel():.3f} for a uniform pool.")
+
+# %% [markdown]
+# A single learned query gives the same kind of map for every face: the pool concentrates on the positions that are
+# useful on average (the inner face on centred crops), and a face that is shifted sideways still gets weighted
+# where faces usually are. That is the price of query-independent pooling; a class token in a ViT, which is
+# updated by every block, can adapt its attention to each image.
 
 # %% [markdown]
 # ## Exercises
 #
 # Solutions are in the collapsed cells under each exercise (click the three dots to expand); try first. Each
-# runs in a few seconds.
+# runs in a few seconds. An exercise that asks for a value has a placeholder cell (set the variable there), a
+# hidden solution, and a check cell that prints a tick or says what was expected. The stars grade the
+# difficulty: ★ needs only this chapter's formulas, ★★ asks you to write a piece yourself, ★★★ is open.
 #
-# **1. ★ Predict, then run.** If all keys are identical, what are the attention weights of any query, whatever
+# **Exercise 1 ★ (predict, then run).** If all keys are identical, what are the attention weights of any query, whatever
 # the query is? Predict, then compute them for the tiny example with `K` replaced by four copies of `K[0]`.
 
 # %%
@@ -1275,7 +1385,10 @@ weights_same_keys = torch.softmax(Q @ same_keys.T / math.sqrt(d_k), dim=-1)  # e
 fk.notebook.check("weights with identical keys", weights_same_keys, torch.full((4, 4), 0.25), atol=1e-6)
 
 # %% [markdown]
-# **2. ★ Change a parameter and explain.** Divide the scores by $d_k$ instead of $\sqrt{d_k}$ and measure the mean
+# Why it comes out that way: with identical keys every score in a row is the same number, and the softmax of equal
+# numbers is uniform, whatever the query. Attention can only discriminate between keys that differ.
+#
+# **Exercise 2 ★ (change a parameter and explain).** Divide the scores by $d_k$ instead of $\sqrt{d_k}$ and measure the mean
 # largest weight at $d_k = 1024$ (16 keys, as in section 2). What happens as $d_k$ grows, and why is that as bad as
 # saturation?
 
@@ -1293,7 +1406,7 @@ print(f"{max_weight_over_dk:.4f}: the scores now have std 1/sqrt(d_k), so the we
 fk.notebook.check("max weight with scores / d_k (near uniform)", max_weight_over_dk, 1 / N_KEYS, rtol=0.1)
 
 # %% [markdown]
-# **3. ★★ Implement from scratch.** Write `patchify(image, p)`: a `(C, H, W)` image to the `(N, C*p*p)` matrix of
+# **Exercise 3 ★★ (implement from scratch).** Write `patchify(image, p)`: a `(C, H, W)` image to the `(N, C*p*p)` matrix of
 # its flattened non-overlapping patches, row by row, each patch flattened channel first. The check compares it with
 # `torch.nn.functional.unfold`, the operation the patch-embedding convolution performs.
 
@@ -1313,9 +1426,10 @@ def patchify(image, p):
 fk.notebook.check("patchify", patchify(face, P), F.unfold(face[None], P, stride=P)[0].T)
 
 # %% [markdown]
-# **4. ★★ Implement from scratch.** Write `softmax_jacobian(w)`, the $T\times T$ matrix
+# **Exercise 4 ★★ (implement from scratch).** Write `softmax_jacobian(w)`, the $T\times T$ matrix
 # $\partial w_i / \partial s_j$ of a softmax output `w` (section 2 gives the formula). The check compares it with
-# autograd on random scores.
+# autograd on random scores. *Hint:* differentiate $w_i = e^{s_i} / \sum_k e^{s_k}$ with respect to $s_j$ in two
+# cases, $i = j$ and $i \neq j$, and write both as one matrix.
 
 # %%
 def softmax_jacobian(w):
@@ -1333,7 +1447,7 @@ fk.notebook.check("softmax Jacobian", softmax_jacobian(torch.softmax(s_ex, 0)),
                   torch.autograd.functional.jacobian(lambda s: torch.softmax(s, 0), s_ex), atol=1e-6)
 
 # %% [markdown]
-# **5. ★★ Predict, then run.** Section 5 showed that without positions the class token cannot tell a face from its
+# **Exercise 5 ★★ (predict, then run).** Section 5 showed that without positions the class token cannot tell a face from its
 # shuffled patches. *With* the trained ViT's learned position embeddings added, does shuffling the patches change
 # its prediction on test faces? Predict the share of the first 32 test faces whose predicted person stays the same,
 # then measure it (shuffle the patch tokens *after* the patch embedding, before the positions are added).
@@ -1362,7 +1476,7 @@ with torch.no_grad():
 fk.notebook.check("share of predictions unchanged", share_unchanged, expected_share.item(), atol=1e-6)
 
 # %% [markdown]
-# **6. ★★★ Open question.** The convolutional stem helps the ViT far more than augmentation does at this size.
+# **Exercise 6 ★★★ (open question).** The convolutional stem helps the ViT far more than augmentation does at this size.
 # Is that because it adds *locality* (each token sees a small neighbourhood) or because it makes *optimisation*
 # easier (smoother early layers, better-conditioned gradients)? Design an experiment that separates the two, say
 # what each answer would predict, and what it would cost at the cpu profile.
