@@ -205,7 +205,7 @@ plt.show()
 
 # %% [markdown]
 # Chapter 1 checks the other side: a trained CNN separates the default ("medium") identities far above
-# chance without reaching 100% on held-out images.
+# chance without reaching perfect accuracy on held-out images.
 #
 # ## 4. Two ways to split faces, and leakage
 #
