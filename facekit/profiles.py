@@ -24,7 +24,9 @@ batch sizes, losses, presets) but
 - a count a notebook computes itself is capped with :func:`capped`: ``n = profiles.capped(len(photos))``.
 
 So a shape error, a missing key or an API missing from the pinned torch fails in minutes on a CPU, not on the
-GPU. A dry run's metrics are not results; the report summary says it was a dry run.
+GPU. A dry run's metrics are not results; the report summary says it was a dry run, and the report runner
+skips ``assert`` statements in it (``PYTHONOPTIMIZE=1``: a claim about accuracy cannot hold after two steps).
+Code that must behave differently in a dry run asks :func:`dry_run`.
 """
 
 from __future__ import annotations
@@ -118,6 +120,15 @@ ITEM_NAMES = re.compile(r"(^|_)(identities|people|per_id|per_person|per_kind|per
                         r"impostors|genuine|scenes|faces|chips|train|test|val|heldout|unknown|known)($|_)")
 STEP_NAMES = re.compile(r"(^|_)(steps|repeats|rounds|warmup)$")
 NEVER_NAMES = re.compile(r"(^|_)(min|size|dim|batch|batches|epoch|epochs|patience|seed)($|_)|(^|_)folds?$")
+
+
+def dry_run() -> bool:
+    """Whether this is a dry run (``$FACEKIT_MAX_STEPS`` set).
+
+    >>> import os; os.environ.pop("FACEKIT_MAX_STEPS", None) and None; dry_run()
+    False
+    """
+    return max_steps() is not None
 
 
 def count(kind: str | None = "items", *, floor: int = 1) -> Any:

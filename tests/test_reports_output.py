@@ -88,7 +88,9 @@ def test_figures_survive_a_forced_agg_backend(run):
 def test_kernel_environment_overrides_the_callers():
     env = kernel_environment(__import__("pathlib").Path("run"), None)
     assert env["MPLBACKEND"] == INLINE_BACKEND and env["FACEKIT_PROGRESS"] == "final"
-    assert "FACEKIT_MAX_STEPS" not in env
+    assert "FACEKIT_MAX_STEPS" not in env and "PYTHONOPTIMIZE" not in env
+    dry = kernel_environment(__import__("pathlib").Path("run"), None, max_steps=2)
+    assert dry["FACEKIT_MAX_STEPS"] == "2" and dry["PYTHONOPTIMIZE"] == "1"
     with pytest.raises(ConfigError, match="max_steps"):
         kernel_environment(__import__("pathlib").Path("run"), None, max_steps=0)
 
