@@ -17,8 +17,6 @@ from facekit.course import lint as L
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 CHAPTERS = sorted(NOTEBOOKS.glob("[0-9][0-9]_*.py"))
 PENDING = {
-    "00_data_tour",
-    "01_cnn_face_classifier",
     "02_attention_vit",
     "03_face_detection",
     "04_verification_losses",
