@@ -43,6 +43,8 @@ def test_interval_formatting_and_checks():
         st.Interval(0.5, 0.6, 0.4)
     with pytest.raises(ValueError, match="level"):
         st.Interval(0.5, 0.4, 0.6, level=95)
+    with pytest.raises(ValueError, match="finite"):
+        st.Interval(float("nan"), 0.4, 0.6)
 
 
 @pytest.mark.parametrize("k,n", [(0, 10), (1, 10), (5, 10), (10, 10), (812, 1000), (3, 7), (119, 120)])
@@ -95,9 +97,13 @@ def test_bootstrap_matches_scipy_percentile():
 
 def test_bootstrap_several_arrays_torch_and_reproducible():
     s, y = pairs()
-    a = st.bootstrap(lambda s, y: roc_auc_score(y, s), s, y, n_boot=300, seed=5)
-    b = st.bootstrap(lambda s, y: roc_auc_score(y, s), torch.tensor(s), torch.tensor(y), n_boot=300, seed=5)
-    assert a == b and a.estimate == pytest.approx(roc_auc_score(y, s))
+
+    def gap(s, y):
+        return s[y].mean() - s[~y].mean()
+
+    a = st.bootstrap(gap, s, y, n_boot=300, seed=5)
+    b = st.bootstrap(gap, torch.tensor(s), torch.tensor(y), n_boot=300, seed=5)
+    assert a == b and a.estimate == pytest.approx(s[y].mean() - s[~y].mean())
     assert st.bootstrap(np.mean, s, n_boot=300, seed=6) != st.bootstrap(np.mean, s, n_boot=300, seed=7)
 
 
@@ -288,10 +294,9 @@ def test_paired_bootstrap_agrees_with_delong_and_is_narrower_than_unpaired():
     a = s + rng.normal(0, 0.3, s.size)
     b = s + rng.normal(0, 0.6, s.size)  # same items, a bit noisier: strongly correlated with a
 
-    def auc(v, t):
-        return roc_auc_score(t, v)
+    from facekit.stats.verification import roc_bootstrap  # = paired_bootstrap of facekit.metrics.auc, faster
 
-    paired = st.paired_bootstrap(auc, a, b, y, n_boot=1000)
+    paired = roc_bootstrap("auc", a, y, other_scores=b, n_boot=1000)
     dl = st.delong(a, b, y)
     assert paired.estimate == pytest.approx(dl.difference.estimate, abs=1e-12)
     assert paired.width == pytest.approx(dl.difference.width, rel=0.25)
@@ -308,6 +313,7 @@ def test_verdict_text_and_winner():
     assert v.winner == "a"
     assert v.text == "ArcFace better than softmax: AUC +0.031 [+0.012, +0.050] (paired bootstrap over 3,000 pairs, 95%)"
     assert v._repr_markdown_() == v.text and "__bool__" not in type(v).__dict__
+    assert v.row["verdict"] == "ArcFace" and v.row["A - B"] == 0.031 and v.row["low"] == 0.012
     b = st.verdict(st.Interval(-0.031, -0.050, -0.012), ("A", "B"), n=3000, p_value=0.001)
     assert b.winner == "b" and b.text.startswith("B better than A: +0.031 [+0.012, +0.050]") and "p = 0.001" in b.text
     tie = st.verdict(st.Interval(0.004, -0.010, 0.018), ("A", "B"), n=3000)
@@ -347,6 +353,14 @@ def test_compare_correct_verdict_flips_with_sample_size():
     d = a.astype(float) - b
     half = 1.96 * d.std(ddof=1) / math.sqrt(d.size)
     assert large.difference.width / 2 == pytest.approx(half, rel=0.15)
+
+
+def test_compare_correct_edge_cases():
+    both_right = st.compare_correct(np.ones(300, bool), np.ones(300, bool), names=("A", "B"), n_boot=100)
+    assert both_right.winner is None and both_right.p_value == 1.0 and both_right.difference.width == 0.0
+    assert both_right.text.startswith("no detectable difference between A and B at this size: accuracy +0.000")
+    with pytest.raises(ValueError, match="n = 0"):
+        st.compare_correct([], [])
 
 
 def test_compare_scores_and_groups():

@@ -52,6 +52,8 @@ class Interval:
 
     def __post_init__(self):
         check_level(self.level)
+        if not all(math.isfinite(v) for v in (self.estimate, self.low, self.high)):
+            raise ValueError(f"interval values must be finite; got {self.estimate}, {self.low}, {self.high}")
         if not self.low <= self.high:
             raise ValueError(f"interval low {self.low} must not exceed high {self.high}")
 

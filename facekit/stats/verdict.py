@@ -62,6 +62,15 @@ class Verdict:
         return (f"no detectable difference between {a} and {b} at this size: {metric}{self.difference:+.3f} "
                 f"({details}{why})")
 
+    @property
+    def row(self) -> dict:
+        """The verdict as one table row (``pd.DataFrame([v.row for v in verdicts])`` lists a chapter's verdicts)."""
+        a, b = self.names
+        winner = {"a": a, "b": b}.get(self.winner or "", "no detectable difference")
+        return {"A": a, "B": b, "metric": self.metric, "A - B": self.difference.estimate,
+                "low": self.difference.low, "high": self.difference.high, "p": self.p_value, "n": self.n,
+                "unit": self.unit, "method": self.method, "verdict": winner}
+
     def _repr_markdown_(self) -> str:
         return self.text
 
@@ -150,7 +159,20 @@ def compare_scores(scores_a, scores_b, is_same, metric: str = "auc", groups=None
         scores_a, scores_b: (N,) scores of each model on the same pairs.
         is_same: (N,) whether each pair is genuine.
         metric: ``"auc"``, ``"eer"``, ``"accuracy"`` or ``"tar@far=1e-3"`` (see :func:`score_metric`).
-        groups: the person of each pair: people are resampled (recommended; see :mod:`facekit.stats.bootstrap`).
+        groups: the person of each pair (for an impostor pair, the person of its first image): people are
+            resampled, as they should be (see :mod:`facekit.stats.bootstrap`); at least :data:`MIN_GROUPS` of
+            them are needed to name a winner.
+        names: display names of A and B.
+        n_boot, level, seed: as in :func:`facekit.stats.bootstrap`.
+
+    >>> rng = np.random.default_rng(0)
+    >>> person = np.repeat(np.arange(100), 30)                       # 100 people, 30 pairs each
+    >>> same = rng.random(3000) < 0.5
+    >>> arcface = rng.normal(1.5 * same, 1.0)                        # separates genuine from impostor pairs better
+    >>> softmax = rng.normal(1.0 * same, 1.0)
+    >>> v = compare_scores(arcface, softmax, same, "auc", groups=person, names=("ArcFace", "softmax"), n_boot=500)
+    >>> v.winner, v.text.split(":")[0]
+    ('a', 'ArcFace better than softmax')
     """
     m = score_metric(metric)
     diff = roc_bootstrap(m, scores_a, is_same, groups, other_scores=scores_b, n_boot=n_boot, level=level, seed=seed)
