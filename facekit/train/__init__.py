@@ -9,7 +9,7 @@ from facekit.train.evaluate import accuracy, evaluate, predict
 from facekit.train.loop import fit
 from facekit.train.optim import OPTIMIZERS, SCHEDULERS, lr_at, make_optimizer, register_optimizer
 from facekit.train.state import FitState, History
-from facekit.train.plots import plot_history
+from facekit.viz.history import plot_history
 from facekit.train.seed import epoch_seed, resolve_device, seed_everything
 
 __all__ = ["Callback", "EarlyStopping", "PlotHistory", "TrainConfig", "History", "FitState", "accuracy",

@@ -97,6 +97,6 @@ class PlotHistory(Callback):
         self.metrics, self.title, self.axes, self.figure = tuple(metrics), title, axes, None
 
     def on_fit_end(self, state) -> None:
-        from facekit.train.plots import plot_history
+        from facekit.viz.history import plot_history
 
         self.figure = plot_history(state.history, self.metrics, title=self.title, axes=self.axes)

@@ -1,4 +1,4 @@
-"""Plots of training histories."""
+"""Learning curves of a training history (what :func:`facekit.train.fit` returns)."""
 
 from __future__ import annotations
 
@@ -26,3 +26,6 @@ def plot_history(history, metrics=("loss", "accuracy"), *, title=None, axes=None
         fig.suptitle(title)
     fig.tight_layout()
     return fig
+
+
+__all__ = ["plot_history"]

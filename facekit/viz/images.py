@@ -1,28 +1,9 @@
-"""Figures for the notebooks: image grids and boxes, with modest sizes for the HTML reports."""
+"""Pictures of images: a grid of faces (:func:`image_grid`) and boxes with landmarks drawn on one
+(:func:`draw_detections`)."""
 
 from __future__ import annotations
 
 import torch
-
-NOTEBOOK_DPI = 72  # keeps executed notebooks and their HTML small
-JPEG_QUALITY = 88  # photos and noisy faces are 5-10x smaller as JPEG than as PNG
-
-
-def setup_notebook(dpi: int = NOTEBOOK_DPI, figure_format: str = "jpeg") -> None:
-    """Matplotlib defaults for notebooks: small figures (JPEG by default), seaborn's clean style."""
-    import matplotlib.pyplot as plt
-    import seaborn as sns
-
-    sns.set_theme(style="whitegrid", context="notebook")
-    plt.rcParams.update({"figure.dpi": dpi, "savefig.dpi": dpi, "image.cmap": "gray"})
-    try:
-        from IPython import get_ipython
-        from matplotlib_inline.backend_inline import set_matplotlib_formats
-    except ImportError:  # plain Python: nothing to configure
-        return
-    if get_ipython() is not None:
-        kwargs = {"pil_kwargs": {"quality": JPEG_QUALITY}} if figure_format == "jpeg" else {}
-        set_matplotlib_formats(figure_format, **kwargs)
 
 
 def image_grid(images, *, nrow: int = 8, titles=None, ax=None, title: str | None = None, scale: float = 1.2):
@@ -68,3 +49,6 @@ def draw_detections(image, boxes, landmarks=None, *, colors="lime", width: int =
         img = draw_keypoints(img, torch.as_tensor(landmarks, dtype=torch.float32).reshape(len(boxes), -1, 2),
                              colors="red", radius=max(1, width - 1))
     return img.float() / 255
+
+
+__all__ = ["image_grid", "draw_detections"]
