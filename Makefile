@@ -1,6 +1,8 @@
 # The two commands of the README:
 #   make course   set up, then execute every notebook into reports/<run>/ (PROFILE=auto: gpu if CUDA, else cpu)
 #   make test     set up, then run the unit tests and nbval on every notebook (smoke profile)
+#   make dry-run  every notebook at the gpu profile on this machine, loops and counts capped (FACEKIT_MAX_STEPS)
+#   make wheels   the wheels a torch-only GPU machine lacks, for scripts/gpu_check.sh run --wheels $(WHEELS)
 # Real data: set FACEKIT_DATA=/path/to/datasets (holding lfw/, att_faces/, dlib_faces/), or keep
 # them in ../shared/datasets beside this checkout; without them the course runs on synthetic faces.
 
@@ -11,8 +13,10 @@ PROFILE ?= auto
 RUN     ?=
 NOTEBOOKS ?=
 PYTEST_ARGS ?=
+STEPS   ?= 2
+WHEELS  ?= wheels
 
-.PHONY: setup course test unit nbval sync lab clean-venv
+.PHONY: setup course test unit nbval sync lab clean-venv dry-run wheels
 
 setup: $(VENV)/.facekit-installed
 
@@ -28,6 +32,12 @@ $(VENV)/.facekit-installed: pyproject.toml
 
 course: setup
 	$(VENV)/bin/facekit report $(if $(NOTEBOOKS),$(NOTEBOOKS),--all) --profile $(PROFILE) $(if $(RUN),--run $(RUN),)
+
+dry-run: setup  # prove the gpu profile before a GPU: its sizes and configuration, every loop capped at STEPS
+	$(VENV)/bin/facekit report $(if $(NOTEBOOKS),$(NOTEBOOKS),--all) --profile gpu --dry-run $(STEPS) $(if $(RUN),--run $(RUN),)
+
+wheels: setup  # then carry the checkout and $(WHEELS)/ to the GPU machine: scripts/gpu_check.sh run --wheels $(WHEELS)
+	scripts/gpu_check.sh wheels $(WHEELS) --python $(PY)
 
 test: setup
 	MPLBACKEND=Agg FACEKIT_PROFILE=smoke $(PY) -m pytest tests --nbval-lax notebooks $(PYTEST_ARGS)
