@@ -265,6 +265,11 @@ def load_people():
     return x_train, y_train, test.images, test.labels
 
 
+# %% [markdown]
+# The split, the pairs, and a look at them. The cell checks that no test person is a training person, and prints
+# how many genuine pairs the test people could give at most: with few images per person, genuine pairs are the
+# scarce kind, and their number limits everything measured below.
+
 # %%
 x_train, y_train_raw, x_test, y_test = load_people()
 train_people, y_train = torch.unique(y_train_raw, return_inverse=True)  # labels 0..K-1 for the classifiers
@@ -492,6 +497,12 @@ for how, iv in pair_intervals.items():
 assert abs(pair_intervals["people resampled"].estimate - auc_sum) < 1e-12
 
 # %% [markdown]
+# Both intervals are centred on the same AUC; what differs is how much the test set is allowed to vary. When
+# people are resampled, every person's pairs come or go together, so the interval reflects how many *people* the
+# test had, which is the real amount of evidence. From here on every interval and every comparison of two models
+# resamples people.
+
+# %% [markdown]
 # ## 3. Margin heads, by hand
 #
 # The losses of SphereFace, CosFace and ArcFace are softmax cross-entropy on **cosines**. Normalise the
@@ -617,8 +628,8 @@ assert abs(gap_degrees(circle_heads[f"ArcFace m={M_ARC}"], PHI) - math.degrees(M
 # %% [markdown]
 # ### ArcFace's fallback and "easy margin", in numbers
 #
-# $\cos(\theta + m)$ decreases only while $\theta + m \le \pi$. Beyond $\theta = \pi - m$ (151.4° for
-# $m = 0.5$) it turns and *rises* again, so a face pushed further from its class would get a *larger* target
+# $\cos(\theta + m)$ decreases only while $\theta + m \le \pi$. Beyond $\theta = \pi - m$
+# ($\approx 151.4^\circ$ for $m = 0.5$) it turns and *rises* again, so a face pushed further from its class would get a *larger* target
 # logit: the gradient would push it further away. insightface therefore switches, where
 # $\cos\theta \le \cos(\pi - m)$, to the CosFace-like $\cos\theta - m\sin m$, which keeps decreasing.
 # `easy_margin=True` instead applies the margin only where $\cos\theta > 0$ ($\theta < 90°$) and leaves
@@ -789,6 +800,11 @@ print(f"mean intra-class angle: softmax {soft_intra:.1f} deg, ArcFace {arc_intra
       f"({'smaller' if arc_intra < soft_intra else 'NOT smaller'} with the margin)")
 if PROFILE != "smoke":
     assert arc_intra < soft_intra, "the angular margin should make classes more compact"
+
+# %% [markdown]
+# The toy is an illustration of the geometry, one run with a handful of people, not a comparison of the losses:
+# with two dimensions and a few epochs the picture changes from seed to seed. The question "which loss verifies
+# unseen people better?" needs many people, many pairs and several seeds, which is what the next section sets up.
 
 # %% [markdown]
 # ## 5. The article's pair classifier against nine losses, under one budget
@@ -1074,6 +1090,19 @@ for key, r in results.items():
     record(f"kfold_accuracy[{key}]", round(r["10-fold acc"], 4))
 
 # %% [markdown]
+# How to read the table, column by column, with the definitions of section 2:
+#
+# - **AUC** and its **95% interval** over test people: the whole ROC in one number, and how much it would move
+#   on other people. Rows whose intervals overlap widely are not yet ordered by this data.
+# - **EER**: the error rate where false accepts and false rejects balance; lower is better.
+# - **TAR@FAR**: the operating points a deployment cares about; read them only where the line below the table
+#   says they are supported.
+# - **10-fold acc**: accuracy with the threshold chosen on the other folds; its ± is the spread over folds.
+# - **AUC, training people**: the same measure on people the model was trained on. A model far better on them
+#   than on new people has learned those people rather than faces.
+# - **train s**: the same budget for every loss, so the seconds differ only by what each loss computes per batch.
+
+# %% [markdown]
 # ### ROC curves on a logarithmic FAR axis
 #
 # A verification system runs at a *low* false accept rate (1 in 1,000 or 1 in 100,000 impostors let in), so the
@@ -1185,6 +1214,11 @@ print(seed_table.round(4).to_string())
 print("spread over seeds (max - min):", seed_table.max().sub(seed_table.min()).round(4).to_dict())
 
 # %% [markdown]
+# Each column is one loss, each row one seed; the first row is the table's run. Compare the spread of a column
+# with the gaps between columns: when a single loss moves by as much as two losses differ, one seed per loss could
+# have ranked them either way.
+
+# %% [markdown]
 # The spread over seeds, beside the spread over people: each dot is one seed's model on the same pairs, the bar
 # the people-resampled 95% interval of the first seed's model.
 
@@ -1244,7 +1278,7 @@ record("best_loss", best)
 record("best_margin_loss", best_margin)
 
 # %% [markdown]
-# What is asserted, for every dataset: every loss learns something about people it never saw (AUC above 0.5).
+# What is asserted, for every dataset: every loss learns something about people it never saw (AUC above chance, $\mathrm{AUC} > 0.5$).
 # With enough test people that is checked with its interval over people; at the smoke profile on synthetic faces
 # with a point margin; on real faces at the smoke profile it cannot be checked (a few people, two epochs), and the
 # cell says so. On synthetic faces at the larger profiles two findings of the earlier runs are asserted too.
@@ -1449,6 +1483,12 @@ if RUN_LFW:
           f"{S.lfw_epochs} epochs:")
     print(lfw_table.sort_values("AUC", ascending=False).round(4).to_string())
 
+# %% [markdown]
+# The same losses on real, unaligned or roughly aligned photos of people the models never saw, trained on a few
+# thousand images at most: the AUCs are far lower than on the synthetic faces, and the intervals are wider where
+# there are fewer evaluated pairs. The next cell puts ArcFace's figures beside the published one and says what
+# separates the two runs.
+
 # %%
 if RUN_LFW:
     lfw_scores = lfw_all_scores["arcface"]
@@ -1583,39 +1623,207 @@ else:
     print("FaceNet reference: not run (it reuses the pairs of dlib's reference above)")
 
 # %% [markdown]
-# ## Summary
+# ## Exercises
 #
-# - Verification is tested on **people never seen in training** (an open-set split by identity) with genuine and
-#   impostor pairs; AUC, EER, TAR at a fixed FAR (only where enough impostor pairs support it) and LFW's 10-fold
-#   accuracy with thresholds chosen on the other folds describe it.
-# - The margin heads are softmax on cosines with a penalty on the target; ArcFace needs its fallback past
-#   $\theta = \pi - m$, and an `acos` written naively gives infinite or NaN gradients at $\cos\theta = \pm1$.
-# - This run's numbers:
+# Graded by difficulty: ★ a few minutes, ★★ a little thought or code, ★★★ a derivation. Each has a solution in a
+# folded cell below it (click to expand); try first. The check cells tell you whether your answer is right.
+#
+# **Exercise 1 ★ (predict, then run).** The AUC is the chance that a genuine pair outscores an impostor pair.
+# Predict the AUC of the pixel-correlation scores of section 2 after cubing them (`pixel_scores ** 3`) and after
+# negating them (`-pixel_scores`), in terms of the AUC computed there. Then compute both.
 
 # %%
-summary = {
-    "best loss (AUC, unseen people)": f"{results[best]['loss']}: {results[best]['AUC']:.4f}",
-    "article's pair classifier": f"AUC {bce_auc:.4f}, 10-fold {results['bce']['10-fold acc']:.4f}",
-    "best margin loss": f"{results[best_margin]['loss']}: AUC {results[best_margin]['AUC']:.4f} "
-                        f"({results[best_margin]['AUC'] - bce_auc:+.4f} vs the pair classifier)",
-    "2-D toy, intra-class angle": f"softmax {soft_intra:.1f} deg, ArcFace {arc_intra:.1f} deg",
-    "naive acos gradient at cos = 1": f"{naive_grad_at_one} (facekit's heads: finite)",
-}
-if lfw_summary:
-    summary["LFW 10-fold accuracy, ArcFace"] = (f"{lfw_summary['accuracy']:.4f} ± {lfw_summary['std']:.4f} "
-                                                f"(AUC {lfw_summary['auc']:.4f}, EER {lfw_summary['eer']:.4f}, "
-                                                f"{lfw_summary['models']} models)")
-    summary["LFW, best loss (AUC)"] = lfw_summary["best"]
-if dlib_summary:
-    summary["dlib's ResNet on the same LFW pairs"] = (f"{dlib_summary['accuracy']:.4f} ± {dlib_summary['std']:.4f} vs "
-                                                     f"ours {dlib_summary['ours']:.4f} ({dlib_summary['pairs']} pairs)")
-if facenet_summary:
-    summary["FaceNet on the same LFW pairs"] = (f"{facenet_summary['accuracy']:.4f} ± {facenet_summary['std']:.4f} "
-                                                f"({facenet_summary['pairs']} pairs)")
-for key, value in summary.items():
-    print(f"{key:>34}: {value}")
-record("chapter_seconds", round(ctx.elapsed(), 1))
+ex1 = {"cubed": None, "negated": None}  # replace None by your computed AUCs
+
+# %% tags=["solution"] jupyter={"source_hidden": true}
+ex1 = {"cubed": fk.metrics.auc(pixel_scores ** 3, is_same), "negated": fk.metrics.auc(-pixel_scores, is_same)}
+# Cubing keeps the order of the scores, and the AUC depends only on the order: unchanged. Negating reverses every
+# comparison (ties stay ties): AUC becomes 1 - AUC.
+
+# %%
+fk.notebook.check("AUC of the cubed scores", ex1["cubed"], auc_sum)
+fk.notebook.check("AUC of the negated scores", ex1["negated"], 1 - auc_sum);
 
 # %% [markdown]
+# **Exercise 2 ★★ (implement from scratch).** Write ArcFace's target logit (with $s = 1$) as a function of the
+# cosine $c = \cos\theta$ without calling `acos`: use $\cos(\theta + m) = c\cos m - \sqrt{1 - c^2}\,\sin m$ while
+# $\theta + m \le \pi$, that is while $c > \cos(\pi - m)$, and the fallback $c - m\sin m$ beyond. The check
+# compares it with `facekit.losses.ArcFace` on the grid of section 3.
+
+# %%
+def arcface_target(c: torch.Tensor, m: float) -> torch.Tensor:
+    """ArcFace's target logit psi(c) for cosines c, margin m in radians, with insightface's fallback."""
+    return None  # your code here
+
+# %% tags=["solution"] jupyter={"source_hidden": true}
+def arcface_target(c: torch.Tensor, m: float) -> torch.Tensor:
+    """ArcFace's target logit psi(c) for cosines c, margin m in radians, with insightface's fallback."""
+    sin = torch.sqrt((1 - c ** 2).clamp_min(0))
+    return torch.where(c > math.cos(math.pi - m), c * math.cos(m) - sin * math.sin(m), c - m * math.sin(m))
+
+# %%
+fk.notebook.check("ArcFace target logit", arcface_target(cos_t, M_ARC),
+                  ArcFace(s=1.0, margin_rad=M_ARC).target_logit(cos_t), atol=tolerance);
+
+# %% [markdown]
+# **Exercise 3 ★★ (change a parameter and explain).** Run the k-fold protocol of section 2 on the pixel scores
+# with `folds=k` for k in 2, 5, 10 and 20. How do the mean and the standard deviation change with k, and why? Which
+# of the two numbers says how precisely the accuracy is known?
+
+# %%
+ex3 = None  # a DataFrame with one row per k and columns "mean", "std"
+
+# %% tags=["solution"] jupyter={"source_hidden": true}
+ex3 = pd.DataFrame({k: {"mean": r.mean, "std": r.std} for k in (2, 5, 10, 20)
+                    for r in [fk.metrics.kfold_accuracy(pixel_scores, is_same, folds=k)]}).T
+print(ex3.round(4).to_string())
+
+# %% [markdown] tags=["solution"] jupyter={"source_hidden": true}
+# The mean moves little: every k tests each pair once, with a threshold chosen on most of the other pairs. The
+# standard deviation is over folds, and smaller folds have noisier accuracies, so it grows with k. It describes
+# the spread of one fold's accuracy, not how precisely the mean is known (that is about std / sqrt(k)), and the
+# folds share a threshold-choosing set, so even that understates it; an interval over people (section 2) is the
+# honest statement.
+
+# %%
+fk.notebook.check("10-fold mean", ex3.loc[10, "mean"], kfold_lib.mean);
+
+# %% [markdown]
+# **Exercise 4 ★★ (predict, then run).** In the unit-circle figure of section 3 the two class centres were
+# `PHI` apart. Predict ArcFace's gap (in degrees) when they are 90° and 120° apart, then measure it with
+# `gap_degrees`.
+
+# %%
+ex4 = {90: None, 120: None}  # the measured gaps in degrees
+
+# %% tags=["solution"] jupyter={"source_hidden": true}
+ex4 = {d: gap_degrees(ArcFace(s=1.0, margin_rad=M_ARC), math.radians(d)) for d in (90, 120)}
+# Person 1's boundary is theta_1 + m = theta_2 with theta_1 + theta_2 = phi, so theta_1 = (phi - m) / 2; person 2's
+# is at theta_1 = (phi + m) / 2. The gap is m radians whatever phi is.
+
+# %%
+fk.notebook.check("ArcFace's gap at 90 and 120 degrees", [ex4[90], ex4[120]], [math.degrees(M_ARC)] * 2, atol=0.2);
+
+# %% [markdown]
+# **Exercise 5 ★★★ (derive and implement).** Derive CosFace's gap in closed form. On the arc between the
+# centres, $\theta_2 = \varphi - \theta_1$; person 1's boundary solves $\cos\theta_1 - m = \cos(\varphi - \theta_1)$.
+# Hint: $\cos a - \cos b = -2\sin\frac{a+b}{2}\sin\frac{a-b}{2}$. Write `cosface_gap_degrees(phi, m)`; the check
+# compares it with the measured gap for three angles.
+
+# %%
+def cosface_gap_degrees(phi: float, m: float) -> float:
+    """Width (degrees) of CosFace's gap between two centres phi radians apart, margin m on the cosine."""
+    return None  # your code here
+
+# %% tags=["solution"] jupyter={"source_hidden": true}
+def cosface_gap_degrees(phi: float, m: float) -> float:
+    """Width (degrees) of CosFace's gap between two centres phi radians apart, margin m on the cosine."""
+    # cos(t) - cos(phi - t) = -2 sin(phi / 2) sin(t - phi / 2) = m  =>  t = phi / 2 - asin(m / (2 sin(phi / 2)))
+    # person 2's boundary is the mirror image, so the gap is 2 asin(m / (2 sin(phi / 2)))
+    return math.degrees(2 * math.asin(m / (2 * math.sin(phi / 2))))
+
+# %%
+angles = [math.radians(d) for d in (60, 90, 120)]
+fk.notebook.check("CosFace's gap", [cosface_gap_degrees(a, M_COS) for a in angles],
+                  [gap_degrees(CosFace(s=1.0, margin=M_COS), a) for a in angles], atol=0.25);
+
+# %% [markdown]
+# **Exercise 6 (open question).** In section 5 the margin heads rank below the triplet losses, while the papers
+# that introduced them report the opposite on large data. Design the smallest experiment that tells apart "too few
+# training people" from "too few optimizer steps" as the reason. What would you vary, what would you hold fixed,
+# how many seeds would you need, and which result would support each explanation?
+
+# %% [markdown] tags=["solution"] jupyter={"source_hidden": true}
+# One answer. Vary one factor at a time on the synthetic faces, whose supply of people is unlimited: (a) the number
+# of training people (for example 120, 480 and 1,920) at a fixed number of optimizer steps, and (b) the number of
+# steps at a fixed number of people. Train ArcFace and the semi-hard triplet with the same seeds (at least three,
+# more if the seed spread of section 5 is large) and compare them with `st.compare_seeds` at each setting. If the
+# margin's deficit shrinks or flips as the people grow at fixed steps, the class count was the limit (a margin
+# between few classes is easy to satisfy without learning general features); if it shrinks with steps at fixed
+# people, training length was. Keep the test people and pairs fixed throughout, so that every comparison is paired.
+
+# %% [markdown]
+# ## Summary
+#
+# - Verification is tested on **people never seen in training** (an open-set split by person) with genuine and
+#   impostor pairs. A verifier is described by its ROC curve and by numbers read off it: the AUC (a sum over
+#   thresholds, or the chance that a genuine pair outscores an impostor pair), the EER, TAR at a fixed FAR (only
+#   where enough impostor pairs support it), and an accuracy whose threshold is chosen on other folds.
+# - The margin heads are softmax on cosines with a penalty on the target; on the unit circle they open a gap
+#   between classes (exactly $m$ radians for ArcFace). ArcFace needs its fallback past $\theta = \pi - m$, and an
+#   `acos` written naively gives infinite or NaN gradients at $\cos\theta = \pm1$.
+# - A ranking is not a verdict: differences are judged over the same pairs, resampling people, and over seeds.
+#
+# This run's numbers:
+
+# %%
+lines = [
+    f"- pixel correlation (no learning): AUC {pair_intervals['people resampled']:.3f} (95%, people resampled), "
+    f"EER {eer_hand:.3f}, 10-fold accuracy {np.mean(fold_accuracies):.3f}",
+    f"- best loss on unseen people: {results[best]['loss']}, AUC {auc_ci[best]:.3f}; the article's pair "
+    f"classifier: AUC {auc_ci['bce']:.3f}; best margin loss: {results[best_margin]['loss']}, AUC "
+    f"{auc_ci[best_margin]:.3f}",
+    f"- over {len(run_seeds)} seeds: " + "; ".join(v["over seeds"].text for v in verdicts.values()),
+    f"- 2-D toy, mean intra-class angle: softmax {soft_intra:.1f}°, ArcFace {arc_intra:.1f}°",
+    f"- naive `acos` gradient at $\\cos\\theta = 1$: {naive_grad_at_one} (facekit's heads: finite)",
+]
+if lfw_summary:
+    lines.append(f"- LFW, ArcFace: 10-fold accuracy {lfw_summary['accuracy']:.4f} ± {lfw_summary['std']:.4f} (AUC "
+                 f"{lfw_summary['auc']:.4f}, {lfw_summary['pairs']} pairs, {lfw_summary['models']} models); best "
+                 f"loss on LFW: {lfw_summary['best']}")
+if dlib_summary:
+    lines.append(f"- dlib's ResNet on {dlib_summary['pairs']} of the same LFW pairs: {dlib_summary['accuracy']:.4f} "
+                 f"± {dlib_summary['std']:.4f} against ours {dlib_summary['ours']:.4f}; {dlib_verdict.text}")
+if facenet_summary:
+    lines.append(f"- FaceNet on the same pairs: {facenet_summary['accuracy']:.4f} ± {facenet_summary['std']:.4f}")
+fk.notebook.say("\n".join(lines))
+_ = record("chapter_seconds", round(ctx.elapsed(), 1))
+
+# %% [markdown]
+# ## Pitfalls
+#
+# - **Splitting images instead of people.** A test person who also appears in training makes verification look
+#   far better than it is; split by person, and check the split (the chapter asserts it).
+# - **Choosing the threshold on the test pairs.** The best threshold on the reported pairs flatters the accuracy;
+#   choose it on other folds (the 10-fold rule) or on a separate set.
+# - **TAR at a FAR the data cannot measure.** With fewer than $1/\mathrm{FAR}$ impostor pairs not even one false
+#   accept is observable; the number is an interpolation, not a measurement.
+# - **Treating pairs as independent.** Pairs of one person rise and fall together; resample people, or the
+#   interval is too narrow.
+# - **One seed per model.** A seed change can move a small model as much as the difference between two losses;
+#   compare over seeds before naming a winner.
+# - **A naive `acos` in a margin head.** Cosines computed in float32 exceed 1, `acos` returns NaN, and one NaN
+#   gradient ruins every weight; clamp, or use the $\cos(\theta + m)$ expansion.
+# - **ArcFace without its fallback.** Past $\theta = \pi - m$ the target logit rises again and pushes faces away
+#   from their class.
+#
+# ## Further reading
+#
+# - G. B. Huang, M. Ramesh, T. Berg, E. Learned-Miller, *Labeled Faces in the Wild: a database for studying face
+#   recognition in unconstrained environments*, University of Massachusetts technical report, 2007 (the 10-fold
+#   protocol of `pairs.txt`).
+# - J. A. Hanley, B. J. McNeil, *The meaning and use of the area under a receiver operating characteristic (ROC)
+#   curve*, Radiology, 1982 (AUC as the Mann-Whitney statistic); T. Fawcett, *An introduction to ROC analysis*,
+#   Pattern Recognition Letters, 2006.
+# - R. Hadsell, S. Chopra, Y. LeCun, *Dimensionality reduction by learning an invariant mapping*, CVPR, 2006
+#   (contrastive loss).
+# - F. Schroff, D. Kalenichenko, J. Philbin, *FaceNet: a unified embedding for face recognition and clustering*,
+#   CVPR, 2015 (triplet loss, semi-hard mining).
+# - Y. Wen, K. Zhang, Z. Li, Y. Qiao, *A discriminative feature learning approach for deep face recognition*,
+#   ECCV, 2016 (center loss).
+# - A. Hermans, L. Beyer, B. Leibe, *In defense of the triplet loss for person re-identification*, arXiv, 2017
+#   (batch-hard mining).
+# - W. Liu, Y. Wen, Z. Yu, M. Li, B. Raj, L. Song, *SphereFace: deep hypersphere embedding for face recognition*,
+#   CVPR, 2017; F. Wang, X. Xiang, J. Cheng, A. L. Yuille, *NormFace*, ACM Multimedia, 2017.
+# - H. Wang, Y. Wang, Z. Zhou, X. Ji, D. Gong, J. Zhou, Z. Li, W. Liu, *CosFace: large margin cosine loss for deep
+#   face recognition*, CVPR, 2018.
+# - J. Deng, J. Guo, N. Xue, S. Zafeiriou, *ArcFace: additive angular margin loss for deep face recognition*,
+#   CVPR, 2019 (99.83% on LFW with a ResNet-100 trained on MS1MV2).
+# - D. E. King, *High quality face recognition with deep metric learning*, dlib blog, 2017 (dlib's ResNet, 99.38% on
+#   LFW).
+# - D. Sandberg, *facenet: face recognition using TensorFlow*, GitHub repository, 2018 (model 20180408-102900,
+#   99.05% on LFW).
+# - B. Efron, R. J. Tibshirani, *An introduction to the bootstrap*, Chapman and Hall, 1993.
+#
 # Next: later chapters pretrain and fine-tune these embeddings (dlib's ResNet among them), compress them, and
 # measure them on a GPU; they use the pairs, batches and protocol code of this chapter again.
