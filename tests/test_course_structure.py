@@ -19,7 +19,6 @@ CHAPTERS = sorted(NOTEBOOKS.glob("[0-9][0-9]_*.py"))
 PENDING = {
     "02_attention_vit",
     "03_face_detection",
-    "04_verification_losses",
     "05_self_supervised_pretraining",
     "06_fine_tuning",
     "07_gpu_benchmarks",
