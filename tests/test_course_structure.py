@@ -139,6 +139,17 @@ def test_ordinary_words_are_not_references():
     assert L.reference_problems(chapter(intro="A leaked template is re-issued under a new seed (re-issue).")) == []
 
 
+# ---- verdicts in typed prose (opt-in) ----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("text,hits", [("ArcFace is better than softmax here.", 1), ("The ViT outperforms the CNN.", 1),
+                                       ("Weight decay is a real effect.", 1), ("No difference at this size.", 1),
+                                       ("The verdict is rendered below.", 0), ("`better than` in code.", 0)])
+def test_verdict_words_in_prose(text, hits):
+    nb = chapter(intro=text)
+    assert len(L.verdict_problems(nb)) == hits
+    assert len(L.lint(nb, verdicts=True)) == hits and L.lint(nb) == []
+
+
 # ---- code cell length -------------------------------------------------------------------------------------------
 
 def test_planted_long_cell_is_caught():

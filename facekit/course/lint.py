@@ -50,6 +50,12 @@ Markdown may not mention what a reader cannot see: the words in :data:`EXTERNAL_
 "an earlier version", "earlier session", "pull request", "commit abc1234", "TODO", ...). Say "problem" for a
 difficulty.
 
+Verdicts (:func:`verdict_problems`, opt-in: ``lint(nb, verdicts=True)``)
+------------------------------------------------------------------------
+Words that state a comparison's outcome (:data:`VERDICT_WORDS`: "better than", "outperforms", "a real effect",
+"significant", "no difference", ...) in typed prose. Verdicts are rendered with ``fk.notebook.say(v.text)``
+from :mod:`facekit.stats`. General statements use the same words, so this check is a list to read, not a gate.
+
 Code cells (:func:`cell_length_problems`)
 -----------------------------------------
 No code cell, the ``parameters`` cell and solutions included, has more than :data:`MAX_CODE_LINES` lines (blank
@@ -64,8 +70,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 __all__ = ["HEADINGS", "MAX_CODE_LINES", "MIN_OUTCOMES", "MAX_OUTCOMES", "MIN_EXERCISES", "MAX_EXERCISES",
-           "EXTERNAL_REFERENCES", "Problem", "Exercise", "ProseShare", "read_notebook", "number_problems",
-           "reference_problems", "cell_length_problems", "structure_problems", "exercises", "lint", "prose_share"]
+           "EXTERNAL_REFERENCES", "VERDICT_WORDS", "Problem", "Exercise", "ProseShare", "read_notebook",
+           "number_problems", "reference_problems", "cell_length_problems", "structure_problems", "verdict_problems",
+           "exercises", "lint", "prose_share"]
 
 HEADINGS = ("Learning outcomes", "Prerequisites", "Exercises", "Summary", "Pitfalls", "Further reading")  # in order
 MAX_CODE_LINES = 40  # lines per code cell, blank and comment lines included
@@ -85,12 +92,22 @@ EXTERNAL_REFERENCES = (
     r"\bticket\b",
 )
 
+# Words that state the outcome of a comparison; opt-in check (see verdict_problems).
+VERDICT_WORDS = (
+    r"\b(?:better|worse|higher|lower|faster|slower)\s+than\b",
+    r"\bout(?:performs?|performed|performing)\b",
+    r"\b(?:beats?|beat|wins?|won|winner)\b",
+    r"\b(?:a\s+)?real\s+(?:effect|gain|improvement|difference)\b",
+    r"\b(?:statistically\s+)?significant(?:ly)?\b",
+    r"\bno\s+(?:real|detectable|significant)?\s*difference\b",
+)
+
 
 @dataclass(frozen=True)
 class Problem:
     """One thing a chapter gets wrong: which check, which cell (index in ``nb.cells``) and what to do."""
 
-    check: str  # "number", "reference", "length" or "structure"
+    check: str  # "number", "reference", "length", "structure" or "verdict"
     message: str
     cell: int | None = None  # index in nb.cells, None for the whole notebook
 
@@ -398,9 +415,32 @@ def _exercise_problems(nb) -> list[Problem]:
     return problems
 
 
-def lint(nb) -> list[Problem]:
-    """All checks: numbers in prose, references outside the course, code cell length, required parts."""
-    return number_problems(nb) + reference_problems(nb) + cell_length_problems(nb) + structure_problems(nb)
+def verdict_problems(nb, patterns=VERDICT_WORDS) -> list[Problem]:
+    """Markdown that states a comparison's outcome ("better than", "outperforms", "a real effect", ...).
+
+    A verdict belongs in a code cell: ``fk.notebook.say(v.text)`` with ``v`` from :mod:`facekit.stats`, so the
+    prose names a winner only when the noise rule does. Text in formulas and code is ignored. Not part of
+    :func:`lint` by default (``lint(nb, verdicts=True)``): general statements ("a margin is meant to do better
+    than softmax on unseen people") use the same words, so read each hit.
+    """
+    compiled = [re.compile(p, re.I) for p in patterns]
+    problems = []
+    for i, cell in enumerate(nb.cells):
+        if cell.cell_type != "markdown":
+            continue
+        text = _strip_markup(_source(cell))
+        for pattern in compiled:
+            for m in pattern.finditer(text):
+                problems.append(Problem("verdict", f"{m.group(0)!r} states a verdict in typed prose: render it with "
+                                        "fk.notebook.say(v.text) from facekit.stats (compare_*, verdict)", i))
+    return problems
+
+
+def lint(nb, *, verdicts: bool = False) -> list[Problem]:
+    """All checks: numbers in prose, references outside the course, code cell length, required parts; and, with
+    ``verdicts=True``, verdict words in typed prose (:func:`verdict_problems`)."""
+    problems = number_problems(nb) + reference_problems(nb) + cell_length_problems(nb) + structure_problems(nb)
+    return problems + (verdict_problems(nb) if verdicts else [])
 
 
 # ---- prose share ------------------------------------------------------------------------------------------------
