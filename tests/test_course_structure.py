@@ -226,6 +226,18 @@ def test_prose_share_counts_non_blank_lines():
     assert (share + share).share == pytest.approx(0.4) and L.ProseShare(0, 0).share == 0.0
 
 
+def test_command_line(tmp_path, capsys):
+    good, bad = tmp_path / "98_good.py", tmp_path / "99_bad.py"
+    jupytext.write(chapter(), good, fmt="py:percent")
+    jupytext.write(chapter(intro="The accuracy was 0.87, better than before."), bad, fmt="py:percent")
+    assert L.main([str(good)]) == 0
+    assert L.main([str(good), str(bad)]) == 1
+    out = capsys.readouterr().out
+    assert "98_good.py: 0 problem(s), 4 exercises" in out and "typed number '0.87'" in out and "all: prose" in out
+    assert L.main(["--verdicts", str(bad)]) == 1 and "[verdict]" in capsys.readouterr().out
+    assert L.main([]) == 2
+
+
 # ---- every chapter ----------------------------------------------------------------------------------------------
 
 def test_pending_names_are_chapters():
