@@ -185,3 +185,50 @@ def test_evaluate_and_predict_honour_the_dry_run_cap(monkeypatch):
     monkeypatch.setenv("FACEKIT_MAX_STEPS", "0")
     with pytest.raises(ConfigError, match="FACEKIT_MAX_STEPS"):
         fit(linear(), data(), epochs=1, **FAST)
+
+
+# ---------------------------------------------------------------- per-step hooks
+
+def test_step_hooks_reproduce_a_hand_loop_with_per_step_warmup():
+    """A step-counted loop with a per-step warm-up and a per-step loss curve, written by hand, and the same
+    through fit: a function of the epoch gives the batches, two callbacks set the rate and read the loss."""
+    steps, warmup, peak = 12, 4, 0.05
+
+    def batches(gen):
+        for _ in range(steps):
+            x = torch.randn(16, 4, generator=gen)
+            yield x, (x[:, 1] > 0).long()
+
+    def rate(step):
+        return peak * min(1.0, (step + 1) / warmup)
+
+    by_hand, curve_by_hand = linear(3), []
+    opt = torch.optim.AdamW(by_hand.parameters(), lr=peak, weight_decay=0.01)
+    for step, (x, y) in enumerate(batches(torch.Generator().manual_seed(9))):
+        for group in opt.param_groups:
+            group["lr"] = rate(step)
+        loss = nn.functional.cross_entropy(by_hand(x), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        curve_by_hand.append(loss.item())
+
+    class Warmup(Callback):
+        def on_step_start(self, state):
+            for group in state.optimizer.param_groups:
+                group["lr"] = rate(state.steps)
+
+    class Curve(Callback):
+        def __init__(self):
+            self.losses = []
+
+        def on_step_end(self, state):
+            self.losses.append(state.last_loss)
+
+    model, curve = linear(3), Curve()
+    gen = torch.Generator().manual_seed(9)
+    fit(model, lambda epoch: batches(gen), epochs=1, optimizer="adamw", lr=peak, weight_decay=0.01, metrics={},
+        callbacks=[Warmup(), curve], progress=False)
+    assert curve.losses == pytest.approx(curve_by_hand, rel=1e-6) and len(curve.losses) == steps
+    for p, q in zip(by_hand.parameters(), model.parameters()):
+        torch.testing.assert_close(q, p, rtol=1e-6, atol=1e-7)

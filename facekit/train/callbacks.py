@@ -13,11 +13,17 @@ class Callback:
 
     ``on_fit_start`` runs once the optimiser exists (and a checkpoint is resumed); it may replace
     ``state.model``, ``state.optimizer`` and ``state.train`` with wrapped ones (DP-SGD does).
+    ``on_step_start`` runs before each optimiser step (it may set ``state.optimizer``'s learning rates,
+    e.g. a per-step warm-up); ``on_step_end`` after it, with ``state.last_loss`` and ``state.steps``.
     ``on_epoch_end`` sees the epoch's record as ``state.history.records[-1]`` and may add to it or set
     ``state.stop``. ``state_dict``/``load_state_dict`` travel in fit's checkpoints.
     """
 
     def on_fit_start(self, state) -> None: ...
+
+    def on_step_start(self, state) -> None: ...
+
+    def on_step_end(self, state) -> None: ...
 
     def on_epoch_end(self, state) -> None: ...
 

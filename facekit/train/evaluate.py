@@ -30,12 +30,14 @@ class MeanMeter:
         self.metrics, self.totals, self.n = metrics, {}, 0
 
     @torch.no_grad()
-    def add(self, loss: torch.Tensor, outputs: torch.Tensor, targets: torch.Tensor) -> None:
-        b = targets.shape[0]
+    def add(self, loss: torch.Tensor, outputs: torch.Tensor, targets: torch.Tensor) -> float:
+        """Add one batch; returns its loss as a float."""
+        b, value = targets.shape[0], loss.item()
         self.n += b
-        self.totals["loss"] = self.totals.get("loss", 0.0) + loss.item() * b
+        self.totals["loss"] = self.totals.get("loss", 0.0) + value * b
         for name, fn in self.metrics.items():
             self.totals[name] = self.totals.get(name, 0.0) + fn(outputs.detach().float(), targets) * b
+        return value
 
     def means(self) -> dict:
         return {k: v / max(self.n, 1) for k, v in self.totals.items()}

@@ -118,7 +118,7 @@ def _train_step(run: _Run, batch, meter: MeanMeter) -> None:
     else:
         optimizer.step()
     state.steps += 1
-    meter.add(loss, out, y)
+    state.last_loss = meter.add(loss, out, y)
 
 
 def _train_epoch(run: _Run, lr: float) -> dict:
@@ -135,7 +135,11 @@ def _train_epoch(run: _Run, lr: float) -> dict:
         state.optimizer.zero_grad(set_to_none=True)
         if batch_size_of(batch) == 0:  # Poisson sampling (DP-SGD) can draw an empty batch: no step
             continue
+        for cb in run.callbacks:
+            cb.on_step_start(state)
         _train_step(run, batch, meter)
+        for cb in run.callbacks:
+            cb.on_step_end(state)
         taken += 1
         if run.cap is not None and taken >= run.cap:
             break

@@ -77,6 +77,7 @@ class FitState:
     stop: bool = False  # set by a callback to end training after this epoch
     train: Any = None  # the training data the loop draws each epoch's batches from
     steps: int = 0  # optimiser steps taken in this call of fit (empty batches are not steps)
+    last_loss: float = float("nan")  # the loss of the latest step (what on_step_end sees)
 
 
 __all__ = ["History", "FitState"]
