@@ -60,7 +60,7 @@ def run(tmp_path_factory):
     nb = nbformat.read(plotting, as_version=4)
     nb.cells.insert(1, nbformat.v4.new_markdown_cell(MATH))
     nbformat.write(nb, plotting)
-    make_notebook(nbs / "01_no_plots.ipynb", 'profile = "auto"', "x = 1")
+    make_notebook(nbs / "01_no_plots.ipynb", 'profile = "auto"', "import warnings\nwarnings.warn('mind the gap')")
     reports = tmp_path_factory.mktemp("reports")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("MPLBACKEND", "Agg")
@@ -83,6 +83,13 @@ def test_figures_survive_a_forced_agg_backend(run):
     assert plots.figures == 1 and NO_FIGURES not in plots.warnings
     assert bare.figures == 0 and NO_FIGURES in bare.warnings
     assert "no figures" in (run.run_dir / "summary.md").read_text()
+
+
+def test_printed_warnings_are_listed_in_the_summary(run):
+    plots, bare = run.entries
+    assert [w for w in bare.warnings if w.startswith("printed")] == ["printed In [3]: UserWarning: mind the gap"]  # after the injected parameters
+    assert not [w for w in plots.warnings if w.startswith("printed")]  # no TqdmWarning, nothing else
+    assert "UserWarning: mind the gap" in (run.run_dir / "summary.md").read_text()
 
 
 def test_kernel_environment_overrides_the_callers():

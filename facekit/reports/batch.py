@@ -21,6 +21,7 @@ import contextlib
 import datetime as _dt
 import hashlib
 import os
+import re
 import sys
 import time
 import warnings
@@ -40,7 +41,7 @@ NO_FIGURES = ("no figures: the executed notebook holds no image output (a plotti
               "matplotlib backend was forced inside the notebook, e.g. matplotlib.use('Agg') or %matplotlib agg)")
 
 
-EXECUTION_WARNINGS = ("no figures", "HTML")  # warnings an execution writes (dropped before it runs again)
+EXECUTION_WARNINGS = ("no figures", "HTML", "printed ")  # warnings an execution writes (dropped before it runs again)
 
 
 def kernel_environment(run_dir: Path, artifacts: str | os.PathLike | None = None, *,
@@ -64,6 +65,26 @@ def kernel_environment(run_dir: Path, artifacts: str | os.PathLike | None = None
         env[MAX_STEPS_VAR] = str(max_steps)
         env["PYTHONOPTIMIZE"] = "1"  # no asserts: results after `max_steps` steps prove nothing
     return env
+
+
+_WARNING_LINE = re.compile(r"\b([A-Z]\w*Warning): (.+)")
+
+
+def printed_warnings(nb) -> list[str]:
+    r"""The distinct warnings a notebook printed on stderr (``UserWarning: ...``), each with its cell's number.
+
+    >>> cell = {"cell_type": "code", "execution_count": 3, "outputs": [{"output_type": "stream", "name": "stderr",
+    ...         "text": "/x.py:1: UserWarning: tight_layout failed\n  fig.tight_layout()\n"}]}
+    >>> printed_warnings({"cells": [cell]})
+    ['In [3]: UserWarning: tight_layout failed']
+    """
+    found: dict[str, None] = {}
+    for cell in nb.get("cells", []):
+        for out in cell.get("outputs", []):
+            if out.get("output_type") == "stream" and out.get("name") == "stderr":
+                for m in _WARNING_LINE.finditer(out.get("text", "")):
+                    found[f"In [{cell.get('execution_count')}]: {m.group(1)}: {m.group(2).strip()[:200]}"] = None
+    return list(found)
 
 
 def count_figures(nb) -> int:
@@ -201,6 +222,7 @@ def execute_entries(summary: RunSummary, todo: list[tuple[NotebookEntry, Path]],
         entry.error = error
         entry.figures = count_figures(nb)
         entry.key_metrics = key_metric_names(nb)
+        entry.warnings += [f"printed {w}" for w in printed_warnings(nb)]
         if entry.figures == 0 and error is None:
             entry.warnings.append(NO_FIGURES)
         if error is not None:
