@@ -15,6 +15,7 @@ What to use when
   TAR@FAR, EER or accuracy difference, resampling people); :func:`delong` for an AUC difference by formula.
 - Two training recipes over seeds: :func:`compare_seeds` (:func:`paired_seeds`, a paired t interval).
 - Anything else with an interval of a paired difference in hand: :func:`verdict`.
+- A chapter's verdicts as a table: ``pd.DataFrame([v.row for v in verdicts])``; in prose: ``fk.notebook.say(v.text)``.
 
 The noise rule
 --------------
@@ -52,9 +53,10 @@ from facekit.stats.interval import Interval, standard_error, wilson, z_value
 from facekit.stats.paired import Test, delong, mcnemar, paired_seeds, paired_t
 from facekit.stats.verdict import (ALPHA, MIN_GROUPS, MIN_ITEMS, MIN_SEEDS, Verdict, compare_correct, compare_scores,
                                    compare_seeds, verdict)
-from facekit.stats.verification import ScoreMetric, auc_interval, eer_interval, score_metric, tar_at_far_interval
+from facekit.stats.verification import (ScoreMetric, auc_interval, eer_interval, roc_bootstrap, score_metric,
+                                        tar_at_far_interval)
 
 __all__ = ["ALPHA", "MIN_SEEDS", "MIN_ITEMS", "MIN_GROUPS", "MAX_FAILED_FRACTION", "Interval", "wilson",
            "standard_error", "z_value", "bootstrap", "paired_bootstrap", "resample_indices", "auc_interval",
-           "tar_at_far_interval", "eer_interval", "ScoreMetric", "score_metric", "Test", "mcnemar", "paired_t",
+           "tar_at_far_interval", "eer_interval", "roc_bootstrap", "ScoreMetric", "score_metric", "Test", "mcnemar", "paired_t",
            "paired_seeds", "delong", "Verdict", "verdict", "compare_correct", "compare_scores", "compare_seeds"]
