@@ -58,5 +58,6 @@ from facekit.stats.verification import (ScoreMetric, auc_interval, eer_interval,
 
 __all__ = ["ALPHA", "MIN_SEEDS", "MIN_ITEMS", "MIN_GROUPS", "MAX_FAILED_FRACTION", "Interval", "wilson",
            "standard_error", "z_value", "bootstrap", "paired_bootstrap", "resample_indices", "auc_interval",
-           "tar_at_far_interval", "eer_interval", "roc_bootstrap", "ScoreMetric", "score_metric", "Test", "mcnemar", "paired_t",
-           "paired_seeds", "delong", "Verdict", "verdict", "compare_correct", "compare_scores", "compare_seeds"]
+           "tar_at_far_interval", "eer_interval", "roc_bootstrap", "ScoreMetric", "score_metric", "Test", "mcnemar",
+           "paired_t", "paired_seeds", "delong", "Verdict", "verdict", "compare_correct", "compare_scores",
+           "compare_seeds"]
