@@ -2,8 +2,8 @@
 
 >>> import numpy as np
 >>> point = operating_point([0.9, 0.8, 0.3, 0.7, 0.2, 0.1], [1, 1, 1, 0, 0, 0], threshold=0.5)
->>> point.tar, point.far, point.frr
-(0.6666666666666666, 0.3333333333333333, 0.3333333333333333)
+>>> round(point.tar, 4), round(point.far, 4), round(point.frr, 4)
+(0.6667, 0.3333, 0.3333)
 """
 
 from __future__ import annotations
