@@ -83,7 +83,8 @@ def _add_report_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dry-run", dest="max_steps", type=int, nargs="?", const=DRY_RUN_STEPS, metavar="STEPS",
                         help="prove a profile on this machine: its configuration, but every training and evaluation "
                              f"loop capped at STEPS steps (default {DRY_RUN_STEPS}) and the count-like sizes capped "
-                             "(sets FACEKIT_MAX_STEPS; see facekit.profiles); the run is named <date>-<profile>-dry-...")
+                             "(sets FACEKIT_MAX_STEPS; see facekit.profiles); the run is named "
+                             "<date>-<profile>-dry-...")
     parser.add_argument("--course-page", metavar="RUN_DIR",
                         help="run nothing: write the course page of RUN_DIR (one line per chapter: status, duration, "
                              "3 key metrics, a key figure thumbnail) into the README.md of its reports folder")

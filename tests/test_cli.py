@@ -120,7 +120,8 @@ def test_dry_run_flag_reaches_the_kernels_and_the_summary(tmp_path, capsys, monk
     d.mkdir()
     make_notebook(d / "00_steps.ipynb", 'profile = "auto"',
                   "assert False, 'a claim about results: skipped in a dry run'\n"
-                  "import os\nfrom facekit.reports import record\nrecord('steps', int(os.environ['FACEKIT_MAX_STEPS']))")
+                  "import os\nfrom facekit.reports import record\n"
+                  "record('steps', int(os.environ['FACEKIT_MAX_STEPS']))")
     args = ["report", "00", "--notebooks-dir", str(d), "--reports-dir", str(tmp_path / "r"), "--profile", "gpu",
             "--no-html", "-q"]
     assert main(args + ["--dry-run"]) == 0

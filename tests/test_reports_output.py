@@ -87,7 +87,8 @@ def test_figures_survive_a_forced_agg_backend(run):
 
 def test_printed_warnings_are_listed_in_the_summary(run):
     plots, bare = run.entries
-    assert [w for w in bare.warnings if w.startswith("printed")] == ["printed In [3]: UserWarning: mind the gap"]  # after the injected parameters
+    printed = [w for w in bare.warnings if w.startswith("printed")]
+    assert printed == ["printed In [3]: UserWarning: mind the gap"]  # cell 3: after the injected parameters
     assert not [w for w in plots.warnings if w.startswith("printed")]  # no TqdmWarning, nothing else
     assert "UserWarning: mind the gap" in (run.run_dir / "summary.md").read_text()
 

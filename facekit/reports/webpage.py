@@ -175,8 +175,8 @@ def export_html(nb) -> tuple[str, list[str]]:
 
     if not (TEMPLATE_DIR / TEMPLATE_NAME / "index.html.j2").is_file():
         raise FileNotFoundError(f"facekit's HTML template is missing from this installation "
-                                f"({TEMPLATE_DIR / TEMPLATE_NAME}): install facekit from a checkout (pip install -e .) or from a wheel built with its "
-                                "package data (facekit.reports: templates/*/*)")
+                                f"({TEMPLATE_DIR / TEMPLATE_NAME}): install facekit from a checkout (pip install -e .) "
+                                "or from a wheel built with its package data (facekit.reports: templates/*/*)")
     exporter = HTMLExporter(extra_template_basedirs=[str(TEMPLATE_DIR)], template_name=TEMPLATE_NAME,
                             exclude_input_prompt=True, exclude_output_prompt=True)
     body, _ = exporter.from_notebook_node(nb)
