@@ -61,6 +61,11 @@
 #   and the noise rule with McNemar's test and `facekit.stats`.
 # - Linear algebra: matrix products, softmax; PyTorch tensors and `nn.Module`.
 #
+# The chapter has two halves. Sections 1 to 4 build attention and the transformer block on tiny tensors, each
+# piece checked against PyTorch; they run in seconds. Sections 5 to 8 train models on faces and take most of the
+# chapter's time: the comparisons there train every model of a verdict at several seeds, so a verdict means the
+# same thing each time the chapter is run.
+#
 # How long this chapter takes, read from the committed report runs:
 
 # %%
@@ -149,7 +154,7 @@ class Sizes:
     probe_faces: int  # test faces whose attention maps are averaged in section 7
     real_epochs: int  # budget on the real set (ORL: 280 training images)
     lfw: bool  # also compare on LFW people with at least lfw_min_images images, when LFW is found
-    lfw_min_images: int
+    lfw_min_images: int  # LFW's people with at least this many images (also when dataset='lfw')
 
 
 ctx = fk.notebook.setup(
@@ -513,7 +518,7 @@ def make_split(x, y, n_test, n_val):
 
 
 t_data = time.perf_counter()
-images, labels, class_names, source = closed_set(dataset)
+images, labels, class_names, source = closed_set(dataset, lfw_min_images=S.lfw_min_images)
 synthetic = dataset == "synthetic"
 data, (train_idx, val_idx, test_idx) = make_split(images, labels, S.test_per_id if synthetic else 0.2,
                                                   S.val_per_id if synthetic else 0.1)
