@@ -53,7 +53,7 @@ import torch
 
 import facekit as fk
 from facekit.data import (DlibFaceBoxes, LFWPairs, SyntheticFaces, SyntheticScenes, load_dataset, read_pairs,
-                          split_per_identity)
+                          split_people, split_per_identity)
 from facekit.data.synthetic import OCCLUDERS, Difficulty, Nuisance, render_face, sample_identity
 from facekit.data.transforms import train_transform
 from facekit.reports import record
@@ -218,7 +218,7 @@ plt.show()
 #   people is this?*
 # - **per person** (open set, chapter 4 onwards): the test people are **never seen** in training. The question:
 #   *are these two images the same person?*, for people the model has never met. This is face verification, and
-#   it is what LFW measures.
+#   it is what LFW measures. `facekit.data.split_people(people, n_train, n_test)` draws the two sets of people.
 #
 # The figure draws both for 8 people with 8 images each: one row per person, one square per image, coloured by
 # the split it lands in. Look for the difference: on the left every row has all three colours; on the right
@@ -229,7 +229,7 @@ split_labels = torch.arange(8).repeat_interleave(8)  # 8 people x 8 images, the 
 tr, va, te = split_per_identity(split_labels, n_test=2, n_val=1, seed=seed)
 closed = np.zeros(64, dtype=int)
 closed[va], closed[te] = 1, 2
-test_people = np.random.default_rng(seed).permutation(8)[:2]  # the open set: 2 whole people held out
+_, test_people = split_people(range(8), n_train=6, n_test=2, seed=seed)  # the open set: 2 whole people held out
 opened = np.isin(split_labels.numpy(), test_people).astype(int) * 2
 fig, axes = plt.subplots(1, 2, figsize=(8, 3.2))
 cmap = plt.matplotlib.colors.ListedColormap(["#4c72b0", "#dd8452", "#55a868"])
@@ -422,20 +422,21 @@ fk.notebook.say(f"Each accuracy here rests on {n_probe} test images, so one imag
                 "tells whether such a difference is more than noise.");
 
 # %% [markdown]
-# **Exercise 4 ★★ (implement and check).** Write `split_people(labels, n_test_people, seed)`: an open-set
-# split that returns `(train_indices, test_indices)` with `n_test_people` whole people in the test set and
-# every image of the others in train, chosen at random with `numpy.random.default_rng(seed)`. The check
+# **Exercise 4 ★★ (implement and check).** Write `split_by_person(labels, n_test_people, seed)`: an open-set
+# split of *images* that returns `(train_indices, test_indices)` with `n_test_people` whole people in the test
+# set and every image of the others in train, chosen at random with `numpy.random.default_rng(seed)` (section
+# 4's `split_people` splits a list of people; this one works from the label of every image). The check
 # verifies that no person is on both sides, that every image is used once, and that scikit-learn's
 # `GroupShuffleSplit` (which splits by group the same way) puts the same number of images on each side.
 
 # %%
-def split_people(labels, n_test_people: int, seed: int = 0):
+def split_by_person(labels, n_test_people: int, seed: int = 0):
     """Your open-set split: (train_indices, test_indices), no person on both sides."""
     return None
 
 
 # %% tags=["solution"] jupyter={"source_hidden": true}
-def split_people(labels, n_test_people: int, seed: int = 0):
+def split_by_person(labels, n_test_people: int, seed: int = 0):
     """Open-set split: `n_test_people` people, all of their images, in test; everyone else in train."""
     labels = np.asarray(labels)
     people = np.unique(labels)
@@ -450,8 +451,8 @@ def split_people(labels, n_test_people: int, seed: int = 0):
 from sklearn.model_selection import GroupShuffleSplit
 
 ex4_labels = np.repeat(np.arange(15), 6)  # 15 people x 6 images
-ex4 = split_people(ex4_labels, 5, seed=seed)
-assert ex4 is not None, "split_people returned None: write it above and re-run"
+ex4 = split_by_person(ex4_labels, 5, seed=seed)
+assert ex4 is not None, "split_by_person returned None: write it above and re-run"
 ex4_train, ex4_test = map(np.asarray, ex4)
 sk_train, sk_test = next(GroupShuffleSplit(n_splits=1, test_size=5, random_state=seed).split(ex4_labels, groups=ex4_labels))
 fk.notebook.check("people on both sides", len(set(ex4_labels[ex4_train]) & set(ex4_labels[ex4_test])), 0)
