@@ -12,7 +12,7 @@ from importlib import import_module as _import_module
 
 __version__ = "0.1.0"
 
-_SUBMODULES = ("config", "profiles", "io", "notebook", "data", "models", "train", "metrics", "losses", "reports", "viz", "cli", "bench", "detection", "pretrained", "pretrain", "compress", "search", "privacy", "fairness")
+_SUBMODULES = ("config", "profiles", "io", "notebook", "data", "models", "train", "metrics", "losses", "reports", "viz", "cli", "bench", "detection", "pretrained", "pretrain", "compress", "search", "privacy", "fairness", "stats", "course", "explore", "verify", "device", "progress")
 
 
 def __getattr__(name):  # lazy subpackages keep `import facekit` cheap
