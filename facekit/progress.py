@@ -8,11 +8,13 @@
 The setting (:func:`mode`) is ``$FACEKIT_PROGRESS`` when it is set, else guessed:
 
 - ``final``: nothing while the loop runs, then **one line** when it ends (``desc: n/total unit in time, rate``,
-  followed by the last message the loop wrote with ``bar.write``). Chosen inside a ``facekit report`` run (the
-  runner sets ``FACEKIT_PROGRESS=final`` for its kernels), so executed notebooks hold no per-iteration output.
-  Set it yourself when you run notebooks with plain ``papermill``.
-- ``live``: tqdm's own choice: a widget bar in a Jupyter kernel with ipywidgets, a text bar in a terminal. In a
-  kernel without ipywidgets it is a text bar rather than tqdm's ``TqdmWarning: IProgress not found``.
+  followed by the last message the loop wrote with ``bar.write``), so executed notebooks hold no per-iteration
+  output. Chosen in a ``facekit report`` run (the runner sets ``FACEKIT_PROGRESS=final`` for its kernels) and in
+  any kernel that no Jupyter server started (plain ``papermill``, nbval): jupyter_server sets
+  ``JPY_SESSION_NAME`` for the kernels of the notebooks it opens, the same rule as :mod:`facekit.explore`.
+- ``live``: tqdm's own choice: a widget bar in JupyterLab (with ipywidgets), a text bar in a terminal. In a
+  kernel without ipywidgets it is a text bar rather than tqdm's ``TqdmWarning: IProgress not found``. Force it
+  with ``FACEKIT_PROGRESS=live`` in a frontend that does not set ``JPY_SESSION_NAME``.
 - ``off``: no bar and no line.
 """
 
@@ -29,6 +31,7 @@ ENV_VAR = "FACEKIT_PROGRESS"
 MODES = ("final", "live", "off")
 ACCEPTED = MODES + ("auto",)
 REPORT_ENV_VAR = "FACEKIT_REPORT_RUN"  # set by the report runner for its kernels (facekit.reports.batch)
+SERVER_SESSION_ENV_VAR = "JPY_SESSION_NAME"  # set by jupyter_server for the kernel of each notebook it opens
 
 
 __all__ = ["ENV_VAR", "MODES", "mode", "tqdm", "bar", "final_line"]
@@ -51,6 +54,8 @@ def mode(requested: str = "auto") -> str:
         return raw
     if os.environ.get(REPORT_ENV_VAR, "").strip():
         return "final"
+    if _in_kernel() and not os.environ.get(SERVER_SESSION_ENV_VAR, "").strip():
+        return "final"  # a kernel nobody watches live: papermill, nbval
     return "live"
 
 

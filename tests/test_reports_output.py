@@ -218,3 +218,22 @@ def test_report_renders_in_a_real_browser(run, tmp_path):
         assert len(im.convert("RGB").getcolors(maxcolors=1 << 20) or []) > 50  # text and a figure, not a blank page
     if "-s" in sys.argv or "--capture=no" in sys.argv:
         print(f"screenshot: {shot}")
+
+
+def test_progress_in_plain_papermill_and_in_jupyterlab(tmp_path, monkeypatch):
+    """No runner: a kernel no Jupyter server started (papermill, nbval) writes the one line; one that a server
+    started (JPY_SESSION_NAME, as JupyterLab's) gets tqdm's live widget."""
+    import papermill
+
+    monkeypatch.delenv("FACEKIT_PROGRESS", raising=False)
+    monkeypatch.delenv("FACEKIT_REPORT_RUN", raising=False)
+    monkeypatch.delenv("JPY_SESSION_NAME", raising=False)
+    src = make_notebook(tmp_path / "loop.ipynb", 'profile = "auto"', LOOP)
+    plain = papermill.execute_notebook(str(src), str(tmp_path / "plain.ipynb"), progress_bar=False)
+    text = "".join(o.get("text", "") for c in plain.cells for o in c.get("outputs", []))
+    assert "train: 40/40 epoch in" in text and "\r" not in text
+    monkeypatch.setenv("JPY_SESSION_NAME", str(src))
+    live = papermill.execute_notebook(str(src), str(tmp_path / "live.ipynb"), progress_bar=False)
+    widgets = [o for c in live.cells for o in c.get("outputs", [])
+               if "application/vnd.jupyter.widget-view+json" in o.get("data", {})]
+    assert len(widgets) == 2  # the two loops, as ipywidgets bars
