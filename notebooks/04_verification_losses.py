@@ -411,6 +411,15 @@ fig.tight_layout()
 plt.show()
 
 # %% [markdown]
+# **Explore it:** move the decision threshold over the two histograms and watch TAR, FAR, FRR and the ROC point
+# follow (a live slider in JupyterLab; a report shows the EER threshold and three others).
+
+# %% tags=["exploration"]
+from facekit.explore import explore_threshold
+
+explore_threshold(pixel_scores, is_same)
+
+# %% [markdown]
 # ### Accuracy and the 10-fold protocol
 #
 # A verifier deployed with one threshold has an **accuracy**: the fraction of pairs it classifies right. But
