@@ -803,6 +803,16 @@ if PROFILE != "smoke":
 # unseen people better?" needs many people, many pairs and several seeds, which is what the next section sets up.
 
 # %% [markdown]
+# **Explore it:** slide SphereFace's, CosFace's and ArcFace's margins over the ArcFace toy's class directions:
+# coloured sectors are where a face meets its class's margin, white gaps where it does not (filled dots meet it).
+
+# %% tags=["exploration"]
+from facekit.explore import explore_margins
+
+arc_toy = toy_results[f"ArcFace m={TOY_M}"]
+explore_margins(arc_toy["weights"], arc_toy["embeddings"], toy_y[~toy_is_train], ArcFace=TOY_M)
+
+# %% [markdown]
 # ## 5. The article's pair classifier against nine losses, under one budget
 #
 # ### The article's loss, checked
