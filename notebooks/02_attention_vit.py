@@ -820,7 +820,7 @@ plt.show()
 # - on one training run, **McNemar's test** looks only at the test images exactly one of the two models gets
 #   right, and a paired bootstrap gives the interval of the accuracy difference: test-set noise only;
 # - across `S.seeds` training seeds, a **paired t interval** of the per-seed differences covers both kinds of
-#   luck. A winner is named only when that 95% interval excludes zero, with at least 3 seeds (the minimum of
+#   luck. A verdict names one model only when that 95% interval excludes zero, with at least 3 seeds (the minimum of
 #   the noise rule); the smoke profile's 2 seeds can never name one.
 #
 # So every verdict below trains each model again at the other seeds (the cpu profile: 3 seeds in all).
@@ -852,7 +852,7 @@ fk.notebook.say(f"**Seed {seed}, same {N_TEST} test images:** "
                 f"**Over {len(SEEDS)} seeds:** {vit_vs_cnn.text}.")
 
 # %% [markdown]
-# "No detectable difference at this size" is not "no difference": it says that this test set and these seeds
+# The verdict `no detectable difference at this size` does not mean the two are equal: it says that this test set and these seeds
 # cannot tell. A gap that survives the paired test over seeds is one a reader can rely on when they retrain; a gap
 # that only survives McNemar on one run may be the luck of that run's initial weights.
 #
@@ -957,7 +957,7 @@ if PROFILE != "smoke" and synthetic:
 # %% [markdown]
 # What the remedies say about the diagnosis: a remedy that makes *fitting* easier (the conv stem, more epochs)
 # should help an underfitting ViT, and one that makes fitting harder (augmentation) should not, until the model
-# fits its training set; that is why the combination of a conv stem and augmentation can beat either alone.
+# fits its training set; that is why the combination of a conv stem and augmentation can do more than either alone.
 # Smaller patches give more tokens and finer detail, but also a longer sequence to learn relations over from the
 # same few images, and several times the compute. Only the remedy confirmed over seeds carries a verdict.
 #
@@ -998,7 +998,7 @@ for name in real_sets:
 
 # %% [markdown]
 # ORL is small: a test set of a few dozen images is below the noise rule's minimum of 100 test images, so the
-# comparison above can show a large gap and still name no winner. That is the rule working as intended: with so
+# comparison above can show a large gap and still name neither model. That is the rule working as intended: with so
 # few test faces one wrong answer moves the accuracy by more than a point, and the rule refuses to rank models
 # on that. The gpu profile adds LFW people with many images, where the test set is large enough.
 #

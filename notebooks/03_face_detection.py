@@ -297,7 +297,7 @@ plt.show()
 # of faces found can never exceed $1/k$ (the last column), and its IoU with the best face drops because the box is
 # pulled between faces.
 #
-# With two faces the problem is worse than "finds only one". If the label of a two-face image is one of its faces
+# With two faces the problem is more serious than "finds only one". If the label of a two-face image is one of its faces
 # chosen at random (which one is "the" face?), the squared error is minimised by the *mean* of the possible labels:
 # $\arg\min_b \tfrac12\|b - y_A\|^2 + \tfrac12\|b - y_B\|^2 = (y_A + y_B)/2$, a box **between** the two faces. We
 # train the same network that way and measure where its box lands:
@@ -729,7 +729,7 @@ plt.show()
 # an interval on a *difference* of AP between two detectors: matching is done once per image, and a bootstrap
 # then resamples whole images, recomputing both detectors' AP on the same resampled images each time
 # (`stats.paired_bootstrap`). The verdict follows the course's noise rule, with at least 100 test images needed
-# to name a winner.
+# before a verdict names one detector.
 
 # %%
 def image_matches(found, truth, iou_threshold=0.5):
@@ -962,7 +962,7 @@ if PROFILE != "smoke":
 # - **full**: every weight at the same rate (the fine-tuning above).
 #
 # Each model is evaluated with AP@0.5 on the held-out real photos (what fine-tuning is for) and on the synthetic
-# test scenes (what it forgets); "synthetic only" is the detector before any fine-tuning. "Real gain" is the
+# test scenes (what it forgets); "synthetic only" is the detector before any fine-tuning. "Gain on photos" is the
 # held-out AP@0.5 minus the synthetic-only detector's, "forgetting" the synthetic AP@0.5 lost. Every regime is
 # fine-tuned at `S.seeds` seeds: the table shows seed means, and the verdicts are paired over seeds.
 
@@ -1000,7 +1000,7 @@ if REAL:
     regimes = pd.DataFrame({r: pd.DataFrame(rows).drop(columns="seed").mean() for r, rows in regime_runs.items()}).T
     regimes.loc["synthetic only"] = pd.Series({"trained params": 0, "real AP@0.5": base_real,
                                                "synthetic AP@0.5": base_synthetic})
-    regimes["real gain"] = regimes["real AP@0.5"] - base_real
+    regimes["gain on photos"] = regimes["real AP@0.5"] - base_real
     regimes["forgetting"] = base_synthetic - regimes["synthetic AP@0.5"]
     print(f"{len(real_train_items)} training photos + mirrors, {S.finetune_epochs} epochs, {len(SEEDS)} seeds; "
           f"{len(real_test_items)} held-out photos, {len(test_items)} synthetic test scenes")
@@ -1028,8 +1028,8 @@ else:
 # %% [markdown]
 # What the verdicts can and cannot say: each seed gives a different fine-tuned model, and the paired t interval
 # over seeds measures how much the regimes' difference depends on that luck. It says nothing about how the same
-# comparison would come out on other photos, since every seed is tested on the same few. A regime that wins over
-# seeds on five photos has won on those five photos.
+# comparison would come out on other photos, since every seed is tested on the same few. A regime that comes out
+# ahead over seeds on five photos has done so on those five photos.
 #
 # Two checks that the regimes did what they say, and their training curves (seed 0):
 
@@ -1253,7 +1253,7 @@ else:
 # smallest face each looks for (the synthetic scenes have many faces under 20 px, printed above; Haar and MTCNN
 # start at 20 px, dlib's HOG at about 40 px). The verdicts compare our detector with the best classic detector on
 # the same images (paired bootstrap of the AP@0.5 difference over images). With a handful of real photos the noise
-# rule cannot name a winner there, whatever the gap: that is the honest reading of a five-photo test set.
+# rule cannot name either detector there, whatever the gap: that is the honest reading of a five-photo test set.
 
 # %%
 def ranking(table):
@@ -1404,7 +1404,7 @@ print(f"{len(faces)} faces from {source}")
 # Two errors per face: the mean distance of the five points from the template (in pixels of the crop, what the
 # table shows) and the mean *squared* distance, the quantity the similarity transform minimises. The box crop is
 # itself a similarity (a scale and a shift), so least squares can never lose to it on the squared error: that is a
-# check of the implementation. On the plain distance it usually wins too, but least squares does not guarantee it.
+# check of the implementation. On the plain distance it is usually lower too, but least squares does not guarantee it.
 
 # %%
 before_err, after_err, before_sq, after_sq, crops_before, crops_after = [], [], [], [], [], []
@@ -1797,7 +1797,7 @@ dup_p, dup_r = pr_by_hand(dup_found, toy_truth)
 fk.notebook.check("AP@0.5 with the duplicate", ap_with_duplicate, ap_by_hand(dup_p, dup_r), atol=1e-9)
 
 # %% [markdown]
-# **Exercise 6 ★★★ (open question).** On the real photos the noise rule could not name a winner: the test set is a
+# **Exercise 6 ★★★ (open question).** On the real photos the noise rule could not name either detector: the test set is a
 # handful of photos. With the same data on disk (four training and five test photos of dlib's set), how would you
 # design the fine-tuning comparison so that it *can* reach a verdict, and what would it cost? Remember what the
 # noise rule asks for: a paired difference whose 95% interval excludes zero, over at least 100 test images (or 3
@@ -1807,8 +1807,8 @@ fk.notebook.check("AP@0.5 with the duplicate", ap_with_duplicate, ap_by_hand(dup
 # *One answer.* Use every photo for testing in turn: leave-one-photo-out (or k-fold over the nine photos), fine-tune
 # on the others, and score the held-out photo's faces, so every face counts once as a test item; then compare
 # regimes with a paired bootstrap over photos *and* several seeds. That gives about 40 test faces instead of 25 and a
-# spread over photos, still below the noise rule's 100 test images, so the honest conclusion may still be "no
-# detectable difference": the real fix is more annotated photos (WIDER FACE has tens of thousands). The cost is nine
+# spread over photos, still below the noise rule's 100 test images, so the honest conclusion may still be
+# `no detectable difference at this size`: the real fix is more annotated photos (WIDER FACE has tens of thousands). The cost is nine
 # fine-tuning runs per regime and seed, about nine times this section's.
 
 # %% [markdown]
