@@ -1147,6 +1147,20 @@ if PROFILE != "smoke":
     assert synthetic_ap.per_threshold[0.5] >= synthetic_ap.per_threshold[0.9], "AP falls as the IoU bar rises"
 
 # %% [markdown]
+# **Explore it:** move the score threshold and the NMS IoU threshold on a real group photo (a synthetic test scene
+# when dlib's photos are absent) and watch the kept boxes and the precision/recall point move.
+
+# %% tags=["exploration"]
+from facekit.explore import explore_detection
+
+if REAL:
+    photo, photo_truth = real_test_items[0]
+    exploration = explore_detection(finetuned, photo, photo_truth["boxes"], photo_truth["ignore"])
+else:
+    exploration = explore_detection(detector, test_images[0], test_truth[0])
+exploration
+
+# %% [markdown]
 # The count before and after NMS shows how much duplication a dense detector produces: a face is claimed by
 # several neighbouring anchors of one or two levels, and NMS keeps one. The AP falls as the IoU bar rises
 # because the boxes are placed well but not perfectly; COCO AP, the mean over thresholds, is therefore always
