@@ -324,6 +324,15 @@ print(f"mean |error| per-tensor {mean_tensor:.2e}, per-channel {mean_channel:.2e
       f"{'better' if err_channel < err_tensor else 'not better'} at the worst weight")
 
 # %% [markdown]
+# **Explore it:** the same by-hand formula with $2^k$ levels instead of 256, applied to the fp32 embeddings of the
+# evaluated chips: move the bits and see one embedding's levels, its cosine to fp32 and the k-fold accuracy.
+
+# %% tags=["exploration"]
+from facekit.explore import explore_bits
+
+explore_bits(REF["emb"], pair_a, pair_b, is_same, folds=folds)
+
+# %% [markdown]
 # ## 4. Post-training quantisation and reduced precision
 #
 # **Dynamic int8** (`torch.ao.quantization.quantize_dynamic`) stores Linear weights as int8 and quantises
