@@ -361,6 +361,17 @@ if PROFILE != "smoke":
 # per-person sampling and clipping unit (user-level DP) or a much smaller per-image $\varepsilon$.
 
 # %% [markdown]
+# **Explore it:** move the noise multiplier, the clipping norm and the epochs: epsilon comes from the same RDP
+# accountant for this training set and batch size, the accuracies are the ones measured above (at $C = 1$), and
+# the clipping norm moves the noise and the share of clipped gradients, not epsilon.
+
+# %% tags=["exploration"]
+from facekit.explore import explore_privacy
+
+explore_privacy(len(train_data), S.batch_size, DELTA, measured=list(zip(dp_table.epsilon, dp_table.accuracy)),
+                grad_norms=norms, sigma=max(S.noise_multipliers), epochs=S.epochs)
+
+# %% [markdown]
 # ## 2. Federated averaging across clients that hold different people
 #
 # In federated learning (McMahan et al., 2017) the images stay on the clients (phones, branch offices); each
