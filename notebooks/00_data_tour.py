@@ -204,6 +204,15 @@ fig.tight_layout()
 plt.show()
 
 # %% [markdown]
+# **Explore it:** each slider is one field of `Difficulty`, starting at the medium preset; the grid redraws images
+# 0-7 of one person exactly as `SyntheticFaces` would render them with those ranges.
+
+# %% tags=["exploration"]
+from facekit.explore import explore_generator
+
+explore_generator(seed=seed)
+
+# %% [markdown]
 # Chapter 1 checks the other side: a trained CNN separates the default ("medium") identities far above
 # chance without reaching perfect accuracy on held-out images.
 #
