@@ -547,6 +547,15 @@ fk.notebook.say(f"The most edge-like trained kernel (number {best_k}) has cosine
                 f"{cos.abs().max(1).values.median():.2f} (0 is unrelated, 1 is a scaled Sobel).")
 
 # %% [markdown]
+# **Explore it:** pick any convolution layer and filter of the trained network to see its feature map on a
+# held-out face, and move the output unit to see its receptive field (cyan) on the input.
+
+# %% tags=["exploration"]
+from facekit.explore import explore_conv
+
+explore_conv(model, test_ds[0][0])
+
+# %% [markdown]
 # ## 6. Remedies for overfitting, each measured over seeds
 #
 # The second source article lists the usual remedies; here each one is switched on alone, with the same
