@@ -1115,6 +1115,15 @@ fig.tight_layout()
 plt.show()
 
 # %% [markdown]
+# **Explore it:** choose a query (the class token or any patch), a layer and a head (or their mean) of the analysed
+# ViT and see where that token looks on one test face; the maps of every layer and head are computed once.
+
+# %% tags=["exploration"]
+from facekit.explore import explore_attention
+
+explore_attention(vit, probe_x[0])
+
+# %% [markdown]
 # How to read the three rows: the top row is the face, the middle row the class token's attention in the last
 # block alone, the bottom row the rollout through all blocks. Red is where the class token reads from. The last
 # block alone is often patchy and can single out a few background patches (attention *sinks* that collect weight
