@@ -131,6 +131,7 @@ def explore_privacy(num_examples: int, batch_size: int, delta: float, *, measure
         sigma, clip_norm, epochs: the starting values.
     """
     grid = epsilon_grid(num_examples, batch_size, delta, SIGMAS, max(max_epochs, epochs))
+    sigma = min(max(float(sigma), SIGMAS[0]), SIGMAS[-1])  # the slider's range
     measured = None if measured is None else [(float(e), float(a)) for e, a in measured]
     top_c = 4.0 if grad_norms is None else max(4.0, float(np.ceil(np.max(np.asarray(grad_norms)))))
     return Exploration(
