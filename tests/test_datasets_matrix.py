@@ -2,8 +2,8 @@
 
 For each notebook whose parameters cell has ``dataset``: ``synthetic``, ``orl``, ``lfw`` and an ImageFolder path
 (``root/<person>/<image>``, made here from ORL as PNGs in a temporary folder). The real-data cases skip with a
-reason when the datasets are not on disk. Marked ``slow``: about a minute per case on 2 idle cores.
-Run with ``pytest -m slow tests/test_datasets_matrix.py -s`` to see each case's duration.
+reason when the datasets are not on disk. Marked ``slow`` and run only when selected (about a minute per case
+on 2 idle cores): ``pytest -m slow tests/test_datasets_matrix.py -s`` shows each case's duration.
 """
 
 from __future__ import annotations
@@ -21,6 +21,13 @@ SMOKE_BUDGET_S = 60.0  # the smoke profile's budget per notebook on 2 idle CPU c
 BUDGET_FACTOR = float(os.environ.get("FACEKIT_BUDGET_FACTOR", "2"))
 DATASETS = ("synthetic", "orl", "lfw", "folder")
 FOLDER_PEOPLE = 40  # ORL's 40 people, 10 images each
+
+
+def require_slow_selection(request, what: str) -> None:
+    """Skip unless the run selected slow tests explicitly (``-m slow``): these run whole notebooks for minutes
+    each, too long for ``make test``."""
+    if "slow" not in (request.config.getoption("markexpr", "") or ""):
+        pytest.skip(f"{what}: select it with `pytest -m slow {request.node.path.name}`")
 
 
 def _with_dataset_parameter() -> list[str]:
@@ -59,6 +66,7 @@ def orl_folder(tmp_path_factory) -> Path:
 def test_chapter_runs_with_dataset(stem, dataset, request, tmp_path):
     from facekit.reports import run_reports
 
+    require_slow_selection(request, "a whole notebook at the smoke profile (about a minute)")
     if dataset in ("orl", "lfw") and not _real_root().get(dataset):
         pytest.skip(f"{dataset} not found: set FACEKIT_DATA or put it in ../shared/datasets")
     value = str(request.getfixturevalue("orl_folder")) if dataset == "folder" else dataset

@@ -2,7 +2,8 @@
 
 The fast tests check the capping rules; the ``slow`` ones run every notebook of the course that way
 (``facekit report NN --profile gpu --dry-run``), so that a shape error, a missing key or an API missing from
-the pinned torch fails here and not on the GPU. Run them with ``pytest -m slow tests/test_dry_run.py``.
+the pinned torch fails here and not on the GPU. They run only when selected: ``pytest -m slow tests/test_dry_run.py``
+(``make test`` skips them, saying so).
 """
 
 from __future__ import annotations
@@ -20,6 +21,13 @@ REPO = Path(__file__).resolve().parent.parent
 # FACEKIT_TEST_NOTEBOOKS: run another copy of the notebooks (e.g. a `git archive` of a commit)
 NOTEBOOKS = Path(os.environ.get("FACEKIT_TEST_NOTEBOOKS") or Path(__file__).resolve().parent.parent / "notebooks")
 CELL_TIMEOUT_S = 1200  # one cell of a dry run on a loaded 2-core machine
+
+
+def require_slow_selection(request, what: str) -> None:
+    """Skip unless the run selected slow tests explicitly (``-m slow``): these run whole notebooks for minutes
+    each, too long for ``make test``."""
+    if "slow" not in (request.config.getoption("markexpr", "") or ""):
+        pytest.skip(f"{what}: select it with `pytest -m slow {request.node.path.name}`")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -116,10 +124,11 @@ def _course() -> list[str]:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("stem", _course())
-def test_gpu_profile_dry_run(stem, tmp_path, monkeypatch):
+def test_gpu_profile_dry_run(stem, tmp_path, monkeypatch, request):
     """Every notebook runs at the gpu profile with FACEKIT_MAX_STEPS=2 on this machine (a dependency runs first)."""
     from facekit.reports import run_reports
 
+    require_slow_selection(request, "a gpu-profile dry run of a whole notebook (minutes)")
     monkeypatch.setenv("OMP_NUM_THREADS", os.environ.get("OMP_NUM_THREADS", "1"))
     summary = run_reports([stem], profile="gpu", max_steps=2, reports_dir=tmp_path, notebooks_dir=NOTEBOOKS,
                           html=False, progress=False, execution_timeout=CELL_TIMEOUT_S)
