@@ -62,7 +62,7 @@ from torch import nn
 
 import facekit as fk
 import facekit.stats as st
-from facekit.data import SyntheticFaces, TensorImages, load_dataset, split_per_identity
+from facekit.data import SyntheticFaces, TensorImages, load_closed_set, split_per_identity
 from facekit.data.transforms import preprocess, train_transform
 from facekit.metrics import classification_result, plot_confusion
 from facekit.models import ArticleCNN, SmallResNet, count_parameters
@@ -128,27 +128,20 @@ fk.notebook.say("; ".join(f"**{name}**: " + (f"{durations[name]:.0f} s" if name 
 #
 # By default the faces come from facekit's procedural generator (chapter 0 tours it): every identity is a
 # fixed set of parameters, every image renders it under a new pose, light, expression, occlusion and
-# background. We draw `train_per_id + val_per_id + test_per_id` images of each person and split **per
-# person**, so every test image shows someone the model has seen, in a picture it has not.
+# background. `facekit.data.load_closed_set` draws `train_per_id + val_per_id + test_per_id` images of each
+# person (or loads and preprocesses a real set), and `split_per_identity` splits them **per identity**, so every
+# test image shows someone the model has seen, in a picture it has not.
 
 
 # %%
-def load_closed_set(name: str, channels: int = 3):
-    """All images of a closed set as (N, C, S, S) floats in [0, 1], labels and names."""
-    per_id = S.train_per_id + S.val_per_id + S.test_per_id
-    if name == "synthetic":
-        ds = SyntheticFaces(S.identities, per_id, S.image_size, seed=seed, channels=channels)
-        images, labels = ds.tensors()
-        return images, labels, ds.classes
-    kwargs = {"min_images": S.lfw_min_images} if name == "lfw" else {}
-    ds = load_dataset(name, root=ROOT, channels=channels, **kwargs)
-    prep = preprocess(S.image_size, channels=channels, crop=0.5 if name == "lfw" else 0.9)
-    data = TensorImages.from_dataset(ds)
-    images = torch.stack([prep(x) for x in data.images])
-    return images, data.labels, ds.classes
+def closed_set(name: str, channels: int = 3):
+    """All images of `name` at this profile's sizes: (N, C, S, S) floats in [0, 1], labels and names."""
+    return load_closed_set(name, identities=S.identities, per_identity=S.train_per_id + S.val_per_id + S.test_per_id,
+                           image_size=S.image_size, seed=seed, channels=channels, root=ROOT,
+                           lfw_min_images=S.lfw_min_images)[:3]
 
 
-images, labels, class_names = load_closed_set(dataset)
+images, labels, class_names = closed_set(dataset)
 train_idx, val_idx, test_idx = split_per_identity(labels, n_test=S.test_per_id if dataset == "synthetic" else 0.3,
                                                   n_val=S.val_per_id if dataset == "synthetic" else 0.1, seed=seed)
 num_classes = len(class_names)
@@ -912,7 +905,7 @@ fk.notebook.say(explain[v_resnet.winner] + " Exercise 6 asks how you would find 
 # %%
 real_results, real_correct = {}, {}
 if real_dataset and FOUND.get(real_dataset) and real_dataset != dataset:
-    r_images, r_labels, r_names = load_closed_set(real_dataset, channels=1)
+    r_images, r_labels, r_names = closed_set(real_dataset, channels=1)
     r_train, r_val, r_test = split_per_identity(r_labels, n_test=0.2, n_val=0.1, seed=seed)
     r_aug = train_transform(S.image_size, channels=1, strength="light")
     r_chance = 1 / len(r_names)
@@ -1001,8 +994,8 @@ new_acts = torch.randn(4, 8, 6, 6) * 2
 fk.notebook.check("batch norm in eval mode", batch_norm_eval_by_hand(new_acts, bn), bn.eval()(new_acts), rtol=1e-4, atol=1e-5);
 
 # %% [markdown]
-# **Exercise 4 ★★ (change a parameter and explain).** Take the baseline's accuracy as $\hat p$ and compute the
-# width of its Wilson interval for 100, 400 and 1,600 test images. Predict the ratio of the widths for 100 and
+# **Exercise 4 ★★ (change a parameter and explain).** For a measured accuracy of $\hat p = 0.8$ compute the
+# width of the Wilson interval for 100, 400 and 1,600 test images. Predict the ratio of the widths for 100 and
 # 400 images before you compute it, and explain it from the standard error. How many test images would make
 # the interval about $\pm 0.01$ wide?
 
@@ -1010,9 +1003,9 @@ fk.notebook.check("batch norm in eval mode", batch_norm_eval_by_hand(new_acts, b
 ex4_ratio = None  # width at n=100 divided by width at n=400
 
 # %% tags=["solution"] jupyter={"source_hidden": true}
-widths = {n: st.wilson(round(p_true * n), n).width for n in (100, 400, 1600)}
+widths = {n: st.wilson(round(0.8 * n), n).width for n in (100, 400, 1600)}
 ex4_ratio = widths[100] / widths[400]
-n_for_001 = int(np.ceil(st.z_value() ** 2 * p_true * (1 - p_true) / 0.01**2))
+n_for_001 = int(np.ceil(st.z_value() ** 2 * 0.8 * 0.2 / 0.01**2))  # solve 1.96 * SE = 0.01 for n
 print({n: round(w, 3) for n, w in widths.items()}, f"-> about {n_for_001:,} images for ±0.01")
 # The standard error is sqrt(p(1-p)/n): four times the images halve it, so the width halves.
 
