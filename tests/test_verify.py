@@ -91,7 +91,7 @@ def test_write_pair_list_round_trip(tmp_path, photos):
     assert [f.tolist() for f in again.subset.folds] == [f.tolist() for f in pl.subset.folds]
 
 
-# ---------------------------------------------------------------- every bad input: raise naming file and line, or skip and count
+# ---------------------------------------------------------------- every bad input: named with file and line, or skipped
 @pytest.mark.parametrize("row, text", [
     ("p00/0.png,p00/1.png", r"pairs\.csv, line 3: 2 field\(s\) where the header has 3"),
     ("p00/0.png,p00/1.png,maybe", r"pairs\.csv, line 3: same='maybe' is not accepted; use 1/0, true/false"),
@@ -134,7 +134,7 @@ def test_an_unreadable_image_is_named_with_its_line_or_skipped(tmp_path, photos)
     assert table["kind"].tolist() == ["unreadable image"] and table["count"].tolist() == [3]
 
 
-# ---------------------------------------------------------------- the evaluator: the one LFW rule, metrics, intervals, stages
+# ---------------------------------------------------------------- the evaluator: the one LFW rule, intervals, stages
 def test_verify_pairs_reuses_the_one_evaluator(tmp_path, photos):
     path = write_csv(tmp_path, all_rows(True))
     result = verify_pairs(path, fake_model, images=photos, n_boot=100)

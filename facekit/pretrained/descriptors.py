@@ -22,27 +22,16 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
-from facekit.config import ConfigError
-from facekit.detection.alignment import MAX_DETECT_SIDE
-from facekit.io import cache_dir as _cache_root
 from facekit.metrics.verification import KFoldResult
-from facekit.pretrained.dlib_resnet import CHIP_SIZE, DESCRIPTOR_DIM, SAME_PERSON_DISTANCE, load_dlib_resnet
-from facekit.pretrained.face_chip import CHIP_PADDING, face_chip
-from facekit.pretrained.finding import DETECTOR_STAGES, STAGES, FaceFinder, _check_settings
+from facekit.pretrained.dlib_resnet import DESCRIPTOR_DIM, SAME_PERSON_DISTANCE, load_dlib_resnet
+from facekit.pretrained.face_chip import face_chip
+from facekit.pretrained.finding import (CACHE_VERSION, PROGRESS_FROM, FaceFinding, LandmarkSettings, _progress,
+                                        _read_rgb, cache_dir, find_faces)
 from facekit.pretrained.keyed_cache import image_key, load_entries, save_entries
 
-CACHE_SUBDIR = "dlib_resnet"
-CACHE_VERSION = 2  # part of the file names: 2 = entries keyed by image content, stage recorded
 DEFAULT_BATCH = 32
-DEFAULT_UPSAMPLE = 1
 CHECKPOINT_EVERY = 1000  # images between two writes of a cache
 BLOCK_BATCHES = 8  # chips made per block = batch_size * this: memory stays bounded on any number of photos
-PROGRESS_FROM = 64  # progress=None shows a bar when at least this many images must be computed
-
-
-def cache_dir() -> Path:
-    """``facekit.io.cache_dir("dlib_resnet")``: ``$FACEKIT_CACHE/dlib_resnet``; created on first write only."""
-    return _cache_root(CACHE_SUBDIR)
 
 
 def _as_chip_batch(chips) -> torch.Tensor:
@@ -113,108 +102,6 @@ BACKENDS: dict[str, Callable[..., Callable[[np.ndarray], np.ndarray]]] = {
 }
 
 
-def _read_rgb(path: Path) -> np.ndarray:
-    from facekit.data.images import read_image
-
-    return np.ascontiguousarray(read_image(path, channels=3).permute(1, 2, 0).numpy())  # (H, W, 3) uint8
-
-
-@dataclass(frozen=True)
-class LandmarkSettings:
-    """How the dlib pipeline finds the face and cuts the chip; validated when built."""
-
-    upsample: int = DEFAULT_UPSAMPLE  # times dlib's detectors double the image
-    fallback: str = "center"  # no face found: "center" (a centred box) or "none" (the image is left out)
-    size: int = CHIP_SIZE  # chip side
-    padding: float = CHIP_PADDING  # chip padding
-    detectors: tuple = ("hog",)  # tried in order: "hog", "cnn" (dlib's MMOD), "mtcnn" (see facekit.pretrained.finding)
-    select: str = "center"  # several faces: "center" (LFW), "largest" (subject not centred), "confident"
-    max_side: int | None = MAX_DETECT_SIDE  # detect on a copy at most this long (None: full resolution)
-
-    def __post_init__(self):
-        object.__setattr__(self, "detectors",
-                           _check_settings(self.detectors, self.upsample, self.fallback, self.select, self.max_side))
-        if int(self.size) != self.size or self.size < 1 or not self.padding >= 0:
-            raise ConfigError(f"size={self.size!r} must be an integer >= 1 and padding={self.padding!r} >= 0")
-
-    def finder(self, device="cpu") -> FaceFinder:
-        """The :class:`FaceFinder` of these settings (nothing is loaded until it runs)."""
-        return FaceFinder(self.detectors, upsample=self.upsample, fallback=self.fallback, select=self.select,
-                          max_side=self.max_side, device=device)
-
-    def tag(self) -> str:
-        return f"{self.finder().tag()}-chip{self.size}-pad{self.padding}"
-
-
-@dataclass(frozen=True)
-class FaceFinding:
-    """Where the face of each image is and which stage of the chain found it."""
-
-    landmarks: np.ndarray  # (N, 5, 2) float64 in dlib's order; NaN rows where stage == "none"
-    stages: np.ndarray  # (N,) str, each one of facekit.pretrained.finding.STAGES
-    num_faces: np.ndarray  # (N,) int faces the successful detector found (0 for a fallback)
-
-    @property
-    def found(self) -> np.ndarray:
-        """(N,) bool: a detector found the face (not a fallback)."""
-        return np.isin(self.stages, DETECTOR_STAGES)
-
-    @property
-    def usable(self) -> np.ndarray:
-        """(N,) bool: the image has landmarks (found, or the centred fallback)."""
-        return self.stages != "none"
-
-    def counts(self) -> dict[str, int]:
-        """``{stage: images}`` for every detector and each fallback."""
-        return {s: int((self.stages == s).sum()) for s in STAGES}
-
-
-def _progress(items, total: int, desc: str, progress):
-    if progress is False or (progress is None and total < PROGRESS_FROM):
-        return items
-    from facekit.progress import tqdm
-
-    return tqdm(items, total=total, desc=desc)
-
-
-def find_faces(paths: Sequence, settings: LandmarkSettings = LandmarkSettings(), *, cache: bool = True,
-               progress: bool | None = None, device="cpu") -> FaceFinding:
-    """The face of each image through the detector chain of ``settings``, cached by image content.
-
-    Args:
-        paths: image files.
-        settings: the chain, fallback, face choice and detection size.
-        cache: read/write ``cache_dir()/landmarks-v2-<settings>.npz``.
-        progress: a tqdm bar (None: only when at least ``PROGRESS_FROM`` images are new).
-        device: where MTCNN runs, when it is in the chain.
-
-    Raises:
-        facekit.data.images.ImageReadError: a missing, unreadable or corrupt image (named).
-
-    >>> finding = find_faces(["a.jpg", "b.jpg"], LandmarkSettings(detectors=("hog", "cnn")))  # doctest: +SKIP
-    >>> finding.counts()  # doctest: +SKIP
-    {'hog': 1, 'cnn': 1, 'mtcnn': 0, 'center': 0, 'none': 0}
-    """
-    paths = [Path(p) for p in paths]
-    keys = [image_key(p) for p in paths]  # a missing file: ImageReadError naming it
-    where = cache_dir() / f"landmarks-v{CACHE_VERSION}-{settings.tag()}.npz"
-    entries = load_entries(where) if cache and paths else {}
-    todo = list({k: p for k, p in zip(keys, paths) if k not in entries}.items())
-    if todo:
-        finder = settings.finder(device)
-        for n, (key, path) in enumerate(_progress(todo, len(todo), "finding faces", progress), 1):
-            face = finder(_read_rgb(path))
-            points = np.full((5, 2), np.nan) if face.landmarks is None else face.landmarks
-            entries[key] = {"landmarks": points, "stage": np.array(face.stage), "num_faces": np.array(face.num_faces)}
-            if cache and (n % CHECKPOINT_EVERY == 0 or n == len(todo)):  # an interrupted run keeps its work
-                save_entries(where, entries)
-    if not paths:
-        return FaceFinding(np.zeros((0, 5, 2)), np.zeros(0, dtype="<U6"), np.zeros(0, dtype=np.int64))
-    return FaceFinding(np.stack([entries[k]["landmarks"] for k in keys]).astype(np.float64),
-                       np.array([str(entries[k]["stage"]) for k in keys]),
-                       np.array([int(entries[k]["num_faces"]) for k in keys], dtype=np.int64))
-
-
 def image_landmarks(paths: Sequence, *, root=None, settings: LandmarkSettings = LandmarkSettings(),
                     cache: bool = True, progress: bool | None = None) -> tuple[np.ndarray, np.ndarray]:
     """5 landmarks of each image (dlib HOG + 5-point predictor by default), cached; see :func:`find_faces`.
@@ -281,7 +168,8 @@ def image_descriptors(paths: Sequence, *, root=None, backend: str = "torch", mod
                               for i in rows])  # (b, 150, 150, 3)
             for i, d in zip(rows, run(chips)):
                 entries[keys[i]] = {"descriptor": d.astype(np.float32)}
-            if cache and (start // CHECKPOINT_EVERY != (start + block) // CHECKPOINT_EVERY or start + block >= len(todo)):
+            crossed = start // CHECKPOINT_EVERY != (start + block) // CHECKPOINT_EVERY
+            if cache and (crossed or start + block >= len(todo)):
                 save_entries(where, entries)  # an interrupted run keeps its work
     nan = np.full(DESCRIPTOR_DIM, np.nan, np.float32)
     if not keys:
