@@ -308,6 +308,21 @@ fk.notebook.say(f"A unit after the second pooling sees **{rf_article}×{rf_artic
                 f"last-layer units sees a patch of the face, and only `fc1` combines them.")
 
 # %% [markdown]
+# The package does the same measurement on any network, trained or not, residual ones included:
+# `facekit.explore.receptive_field` makes a positive, linear copy of the model (absolute weights, no biases,
+# average instead of max pooling) and reads the non-zero gradient of one unit. On the article's own network
+# it must agree with the recurrence's row for `conv2`:
+
+# %%
+from facekit.explore import receptive_field
+
+article_net = ArticleCNN(num_classes, in_channels=images.shape[1], image_size=S.image_size)
+field = receptive_field(article_net, tuple(images.shape[1:]), "conv2", S.image_size // 4, S.image_size // 4)
+field_rows = np.flatnonzero(field.any(1))
+assert field_rows.max() - field_rows.min() + 1 == rf_table.set_index("after").loc["conv2", "receptive field r"]
+print(f"conv2: the package measures {field_rows.max() - field_rows.min() + 1} pixels, as the recurrence says")
+
+# %% [markdown]
 # The figure: the 3×3 window of one output of `conv1` on the face, and the receptive field of one unit after
 # the second pooling, drawn on the input with the gradient that measured it (brighter pixels move the unit more:
 # the centre of a field counts more than its edge).
