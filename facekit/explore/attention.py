@@ -121,5 +121,5 @@ def explore_attention(vit, image: torch.Tensor, *, layer: int | None = None) -> 
         static_grid=[{"query": "patch", "row": hp // 3, "col": wp // 3, "layer": 0},
                      {"query": "patch", "row": hp // 3, "col": wp // 3},
                      {"layer": 0}],
-        title=f"patch ({hp // 3}, {wp // 3}) in the first and the last layer; the class token in the first",
+        grid_title=f"patch ({hp // 3}, {wp // 3}) in the first and the last layer; the class token in the first",
     )

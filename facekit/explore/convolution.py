@@ -215,5 +215,5 @@ def explore_conv(model: nn.Module, image: torch.Tensor, *, layer: str | None = N
          "unit_col": Slider(0.0, 1.0, 0.05, 0.5, description="unit column (fraction)")},
         figsize=(7.6, 2.9),
         static_grid=[{"layer": names[0]}, {"layer": names[0], "filter": 1}, {"filter": 1}],
-        title="the first layer's filters 0 and 1 and the last layer's filter 1",
+        grid_title="the first layer's filters 0 and 1 and the last layer's filter 1",
     )

@@ -145,7 +145,7 @@ class Exploration:
         controls: name -> :class:`Slider` or :class:`Choice`; their defaults are the static figure's values.
         figsize: inches (width, height) of the figure.
         static_grid: other settings shown under the default figure when static (each a dict of overrides).
-        title: one line shown above the widget and as the static grid's title.
+        grid_title: the static grid's title (what its panels show).
 
     ``update(**changes)`` redraws with some controls changed and returns the PNG bytes; ``figure(**params)``
     returns a new matplotlib figure; ``widget()`` builds the ipywidgets UI. Displaying the object (the last
@@ -156,7 +156,7 @@ class Exploration:
     controls: Mapping[str, Control]
     figsize: tuple = (8.0, 3.2)
     static_grid: Sequence[Mapping[str, Any]] = ()
-    title: str = ""
+    grid_title: str = ""
     params: dict = field(init=False)
     _fig: Any = field(default=None, init=False, repr=False)
     _layout: dict = field(default_factory=dict, init=False, repr=False)
@@ -230,13 +230,13 @@ class Exploration:
             for ax, (img, overrides) in zip(axes.flat, panels):
                 ax.imshow(img)
                 ax.set_title(", ".join(f"{k}={_format(v)}" for k, v in overrides.items()), fontsize=8)
-            fig.suptitle(self.title or "other settings", fontsize=9)
+            fig.suptitle(self.grid_title or "other settings", fontsize=9)
             fig.tight_layout()
             figs.append(fig)
         return figs
 
     def _copy(self) -> "Exploration":
-        return Exploration(self.draw, self.controls, self.figsize, (), self.title)
+        return Exploration(self.draw, self.controls, self.figsize, (), self.grid_title)
 
     def show_static(self) -> None:
         import matplotlib.pyplot as plt
@@ -283,8 +283,7 @@ class Exploration:
             box.observe(changed, names="value")
             box.add_class(f"facekit-control-{name}")
             boxes.append(box)
-        header = [w.HTML(f"<b>{self.title}</b>")] if self.title else []
-        ui = w.VBox(header + [w.HBox(boxes, layout=w.Layout(flex_flow="row wrap")), status, image])
+        ui = w.VBox([w.HBox(boxes, layout=w.Layout(flex_flow="row wrap")), status, image])
         ui.add_class("facekit-exploration")
         return ui
 

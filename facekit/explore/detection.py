@@ -150,5 +150,5 @@ def explore_detection(detector, image: torch.Tensor, truth_boxes, ignore=None, *
          "iou_threshold": iou_slider},
         figsize=(8.6, 3.4),
         static_grid=[{"score_threshold": 0.2}, {"score_threshold": 0.8}, {"iou_threshold": 1.0}],
-        title="score threshold 0.2 and 0.8; no NMS (IoU 1.0)",
+        grid_title="score threshold 0.2 and 0.8; no NMS (IoU 1.0)",
     )

@@ -85,5 +85,5 @@ def explore_generator(*, person: int = 0, seed: int = 0, images: int = 8, image_
         controls,
         figsize=(1.1 * min(images, 8) + 0.2, 1.5 if images <= 8 else 2.6),
         static_grid=[_preset("easy"), _preset("hard")],
-        title="the easy (left) and the hard (right) presets",
+        grid_title="the easy (left) and the hard (right) presets",
     )

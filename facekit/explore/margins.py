@@ -162,5 +162,5 @@ def explore_margins(class_weights, features=None, labels=None, **margins) -> Exp
         lambda fig, **m: draw_margins(fig, w, features, labels, m),
         controls, figsize=(9.0, 3.4),
         static_grid=[{n: HEADS[n][1] for n in HEADS}, {"SphereFace": 2.0, "CosFace": 0.5, "ArcFace": 0.8}],
-        title="no margin (left) and larger margins (right)",
+        grid_title="no margin (left) and larger margins (right)",
     )

@@ -142,5 +142,5 @@ def explore_privacy(num_examples: int, batch_size: int, delta: float, *, measure
          "epochs": Slider(1, int(grid.epochs[-1]), 1, int(epochs), integer=True, description="epochs")},
         figsize=(10.5 if grad_norms is not None else 7.5, 3.0),
         static_grid=[{"sigma": 0.5}, {"sigma": 2.0}, {"sigma": 2.0, "epochs": int(grid.epochs[-1])}],
-        title="sigma 0.5, sigma 2, and sigma 2 for the most epochs",
+        grid_title="sigma 0.5, sigma 2, and sigma 2 for the most epochs",
     )

@@ -134,5 +134,5 @@ def explore_bits(emb, pair_a, pair_b, is_same, *, folds=10, bits: int = 4, max_b
          "scheme": Choice(SCHEMES, SCHEMES[0], description="range")},
         figsize=(8.4, 3.0),
         static_grid=[{"bits": k} for k in (2, 3, 8) if k <= max_bits],
-        title="2, 3 and 8 bits",
+        grid_title="2, 3 and 8 bits",
     )

@@ -124,5 +124,5 @@ def explore_threshold(scores, is_same, threshold: float | None = None, bins: int
         {"threshold": Slider(lo, hi, step, start, description="threshold")},
         figsize=(8.4, 3.2),
         static_grid=[{"threshold": t} for t in far_points],
-        title="decision threshold at the impostor scores' median, 90th and 99th percentiles",
+        grid_title="decision threshold at the impostor scores' median, 90th and 99th percentiles",
     )
