@@ -15,6 +15,11 @@ Three sources, all read from the datasets folder (``--data``, default ``../share
 3. **Synthetic faces turned sideways.** ``facekit.data`` renders faces at fixed yaw angles: the share each
    detector finds per angle (the generator's faces are drawings, so this measures the detectors' reaction to
    turning, not their accuracy on people).
+4. **LFW photos turned by a planar homography** (``--turn``): a random LFW photo seen as a flat picture
+   rotated about its vertical axis by a fixed angle (perspective from a camera two image widths away), paired
+   with an untouched photo of the same person (genuine) and of another person (impostor): frontal-to-turned
+   pairs, with the no-face rate and accuracy per chain. A flat picture turned is not a head turned (no
+   self-occlusion, the nose does not stand out), so this is a lower bound on how hard real profiles are.
 
 Run from the repository root (about 10 minutes on 2 busy cores; caches in $FACEKIT_CACHE make reruns fast):
 
@@ -112,6 +117,65 @@ def measure_lfw(lfw: Path, sample: int, top: int, seed: int, n_boot: int) -> dic
     return out
 
 
+def turn_homography(width: int, height: int, angle_deg: float, distance: float) -> tuple:
+    """PIL PERSPECTIVE coefficients (output pixel -> input pixel) of a flat image turned about its vertical axis.
+
+    A point at ``u`` pixels right of the centre on a plane ``distance`` pixels from the camera, turned by
+    ``theta``, is seen at ``u' = d u cos(theta) / (d + u sin(theta))``; inverted, with ``D = 1 - u' tan(theta) / d``:
+    ``u = u' / cos(theta) / D`` and ``v = v' / D``.
+    """
+    theta = np.radians(angle_deg)
+    cx, cy, g0 = width / 2, height / 2, -np.tan(theta) / distance
+    k = 1 - g0 * cx
+    a, c = (cx * g0 + 1 / np.cos(theta)) / k, (cx * k - cx / np.cos(theta)) / k
+    d, e, f = cy * g0 / k, 1 / k, (cy * k - cy) / k
+    return (a, 0.0, c, d, e, f, g0 / k, 0.0)
+
+
+def measure_turned(lfw: Path, angles, count: int, seed: int, n_boot: int, chains) -> dict:
+    from PIL import Image
+
+    from facekit.verify import verify_pairs
+
+    people = {d.name: sorted(d.glob("*.jpg")) for d in sorted(lfw.iterdir()) if d.is_dir()}
+    people = {k: v for k, v in people.items() if len(v) >= 2}
+    names = sorted(people)
+    rng = np.random.default_rng(seed + 7)
+    chosen = [names[i] for i in rng.choice(len(names), size=count, replace=False)]
+    work = Path(tempfile.mkdtemp(prefix="turned-"))
+    out = {}
+    for angle in angles:
+        rows = []
+        for person in chosen:
+            photo, partner = people[person][0], people[person][1]
+            with Image.open(photo) as im:
+                im = im.convert("RGB")
+                turned = im.transform(im.size, Image.PERSPECTIVE, turn_homography(*im.size, angle, 2.0 * im.width),
+                                      Image.BICUBIC)
+            dest = work / f"turn{angle}" / person / photo.name
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            turned.save(dest, quality=95)
+            other = names[(names.index(person) + 1 + rng.integers(len(names) - 1)) % len(names)]
+            rows += [(dest, partner, 1), (dest, people[other][0], 0)]
+        pair_file = work / f"turn{angle}.csv"
+        pair_file.write_text("path1,path2,same\n" + "".join(f"{a},{b},{s}\n" for a, b, s in rows))
+        out[str(angle)] = {}
+        for model, options in [("dlib", {"detectors": c}) for c in chains] + [("facenet", {})]:
+            r = verify_pairs(pair_file, model, n_boot=n_boot, **options)
+            name = f"{model}:{'+'.join(options.get('detectors', ('mtcnn',)))}"
+            turned_stage = r.image_stages[[str(p).startswith(str(work)) for p in r.images]]
+            out[str(angle)][name] = {
+                "accuracy": r.kfold.mean, "accuracy_interval": [r.intervals["accuracy"].low,
+                                                                r.intervals["accuracy"].high],
+                "auc": r.report.auc, "turned_no_face_rate": float(np.mean(turned_stage == "center")),
+                "turned_stages": {s: int((turned_stage == s).sum()) for s in np.unique(turned_stage)},
+                "stages": r.stage_table().to_dict(orient="records")}
+            print(f"turned {angle} deg, {name}: accuracy {r.intervals['accuracy']}, AUC {r.report.auc:.3f}, no face on "
+                  f"{out[str(angle)][name]['turned_no_face_rate']:.1%} of the turned photos, stages "
+                  f"{out[str(angle)][name]['turned_stages']}")
+    return out
+
+
 def detect_rate(images, finders) -> dict:
     return {name: float(np.mean([f(img).found for img in images])) for name, f in finders.items()}
 
@@ -160,7 +224,9 @@ def main(argv=None) -> int:
     parser.add_argument("--top", type=int, default=150, help="photos with the strongest yaw proxy kept")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--n-boot", type=int, default=500)
-    parser.add_argument("--skip", nargs="*", default=(), choices=("lfw", "groups", "synthetic"))
+    parser.add_argument("--turn", type=int, nargs="*", default=(45, 65), help="angles of the turned LFW photos")
+    parser.add_argument("--turn-count", type=int, default=80, help="people (turned photos) per angle")
+    parser.add_argument("--skip", nargs="*", default=(), choices=("lfw", "groups", "synthetic", "turned"))
     parser.add_argument("--out", type=Path, help="write the numbers as JSON here (atomically)")
     args = parser.parse_args(argv)
     from facekit.io import write_json
@@ -174,6 +240,9 @@ def main(argv=None) -> int:
         print("synthetic faces by yaw, share found:", result["synthetic"])
     if "lfw" not in args.skip and (args.data / "lfw").is_dir():
         result["lfw"] = measure_lfw(args.data / "lfw", args.sample, args.top, args.seed, args.n_boot)
+    if "turned" not in args.skip and args.turn and (args.data / "lfw").is_dir():
+        result["turned"] = measure_turned(args.data / "lfw", args.turn, args.turn_count, args.seed, args.n_boot,
+                                          CHAINS[:3])
     if args.out:
         write_json(args.out, result)
         print(f"written {args.out}")
