@@ -46,7 +46,7 @@
 #
 # - Chapter 2: patches, tokens, position embeddings and the vision transformer (`facekit.models.VisionTransformer`).
 # - Chapter 4: the IResNet embedding backbone, cosine similarity, and softmax cross-entropy as "pick the right one".
-# - Chapter 1: `facekit.train.fit`, and `facekit.stats` with the course's noise rule (a winner is named only when
+# - Chapter 1: `facekit.train.fit`, and `facekit.stats` with the course's noise rule (one model is called better only when
 #   the $95\%$ interval of a paired difference excludes zero, with enough items and seeds).
 #
 # The plan: (1) the unlabelled pool and the labelled probe people; (2) random masking; (3) the masked autoencoder;
@@ -177,7 +177,7 @@ fk.notebook.say("; ".join(f"**{p}**: {s / 60:.1f} min" for p, s in durations.ite
 # centre-cropped to the face: their backgrounds and clothes are random and differ from photo to photo, and a network
 # that only has to tell images apart happily uses them instead of the face. Such a *shortcut* solves the
 # pretraining task perfectly and teaches nothing about identity; with a loose crop, SimCLR's features can end up
-# worse than a random network's (exercise 5 asks you to explain why the crop matters).
+# below a random network's (exercise 5 asks you to explain why the crop matters).
 
 # %%
 def face_crop(images: torch.Tensor) -> torch.Tensor:
@@ -625,7 +625,7 @@ plt.show()
 # difference that resamples **people** (a person's test images succeed or fail together), through
 # `facekit.stats.compare_correct`. Then, because one pretraining run is one draw of its random start, both
 # pretrainings and their random twins are repeated with `seeds` seeds and compared over seeds
-# (`facekit.stats.compare_seeds`). A winner is named only by the noise rule.
+# (`facekit.stats.compare_seeds`). Verdicts follow the noise rule.
 
 # %%
 GALLERY = (np.arange(len(probe_y)) % S.probe_per_id) < S.probe_per_id // 2  # (N,) first half of each person
@@ -708,7 +708,7 @@ display(per_seed.round(3))
 
 # %% [markdown]
 # The figure shows every seed as a point, a line joining each pretrained model to its random twin of the same
-# seed, and pixels as a dashed reference. Lines that all slope the same way are what a real effect looks like.
+# seed, and pixels as a dashed reference. Lines that all slope the same way are what a consistent effect looks like.
 
 # %%
 seed_verdicts = {}
@@ -866,7 +866,7 @@ fk.notebook.check("the error at the training ratio is the one of section 3", ex4
 # %% [markdown]
 # **Exercise 5 ★★★ (open question).** Section 1 crops the synthetic faces tightly "so that the network cannot use
 # backgrounds and clothes". Explain why a contrastive network would use them if it could, although they say
-# nothing about identity, and why such features can end up *worse* than a random network's at identifying
+# nothing about identity, and why such features can score *below* a random network's at identifying
 # people. Which augmentation would remove the shortcut without cropping, and what would it cost? How would you
 # test your explanation with the code of this chapter?
 
@@ -875,7 +875,7 @@ fk.notebook.check("the error at the training ratio is the one of section 3", ex4
 # Anything that survives the augmentations and differs between images solves that task: with random backgrounds
 # and clothes drawn per photo, the background is a near-perfect image identifier, easier to read than the face.
 # The network spends its capacity on it; two photos of one person then have *different* backgrounds and land far
-# apart, so nearest neighbours by identity get worse than with random filters, which at least keep the face's
+# apart, so nearest neighbours by identity fall below what random filters give, which at least keep the face's
 # local structure. Remedies: stronger crops (views that rarely share much background), background replacement or
 # blur as an augmentation (costs: realistic images are harder to make, and hair or shoulders also carry identity),
 # or a face mask on the input. A test: rerun the chapter with `FACE_CROP = 1.0` (whole rendered image) and
