@@ -17,8 +17,6 @@ from facekit.course import lint as L
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 CHAPTERS = sorted(NOTEBOOKS.glob("[0-9][0-9]_*.py"))
 PENDING = {
-    "05_self_supervised_pretraining",
-    "06_fine_tuning",
     "07_gpu_benchmarks",
     "08_compression_deployment",
     "09_privacy_fairness",
