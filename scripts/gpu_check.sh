@@ -5,7 +5,7 @@
 #   2. there, offline:       scripts/gpu_check.sh run --wheels wheels/      (about 10 minutes on one H100)
 #
 # `run` installs facekit (--no-deps, so the machine's torch is kept) and what the machine lacks from the carried
-# wheels into a venv that sees the system's torch, then writes two normal report folders under --out:
+# wheels into a venv that sees the machine's torch, then writes two normal report folders under --out:
 #   <date>-gpu-<device>       the benchmark chapter (07) at the gpu profile: the numbers for the GPU report
 #   <date>-gpu-dry-<device>   every chapter at the gpu profile with every loop and count capped (a dry run,
 #                             FACEKIT_MAX_STEPS; see facekit/profiles.py): proves the gpu profile runs there
@@ -111,8 +111,13 @@ that matches its torch (torch 2.11 -> torchvision 0.26) and pip install it with 
   if [ -n "$wheels" ]; then
     [ -f "$wheels/requirements.txt" ] || die "--wheels $wheels holds no requirements.txt (made by: $0 wheels DIR)"
     local venv="$here/.gpu-check-venv"
-    say "installing from $wheels into $venv (offline; the system's torch stays)"
-    "$py" -m venv --system-site-packages "$venv"
+    say "installing from $wheels into $venv (offline; the machine's torch stays where it is)"
+    "$py" -m venv "$venv"
+    # the machine's packages (its torch) stay visible behind the venv's own: a .pth naming $py's site folders
+    # (--system-site-packages would name the base interpreter's, not those of a venv or conda env holding torch)
+    "$py" -c 'import site; print("\n".join(site.getsitepackages()))' \
+      > "$("$venv/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/_machine_site.pth"
+    "$venv/bin/python" -c 'import torch' || die "the venv does not see $py's torch"
     "$venv/bin/python" -m pip install --quiet --no-index --find-links "$wheels" -r "$wheels/requirements.txt"
     [ ! -s "$wheels/nodeps.txt" ] || "$venv/bin/python" -m pip install --quiet --no-index --find-links "$wheels" \
       --no-deps -r "$wheels/nodeps.txt"
