@@ -285,6 +285,19 @@ def test_privacy_draw_clip_norm_moves_noise_not_epsilon():
     assert a["clipped_fraction"] == np.mean(norms > 0.5)
 
 
+def test_explorations_accept_tensors_that_require_grad():
+    from facekit.explore import explore_bits, explore_margins, explore_privacy
+
+    norms = torch.rand(20, requires_grad=True) * 3  # as a notebook computes them
+    ex = explore_privacy(200, 20, 1e-5, grad_norms=norms, max_epochs=3, epochs=2)
+    assert ex.update(clip_norm=0.5).startswith(PNG_MAGIC)
+    w = torch.randn(4, 2, requires_grad=True)
+    assert explore_margins(w, torch.randn(8, 2, requires_grad=True), torch.arange(8) % 4).update().startswith(PNG_MAGIC)
+    emb = torch.randn(20, 8, requires_grad=True)
+    idx = np.arange(10)
+    assert explore_bits(emb, idx, idx + 10, idx % 2 == 0, folds=2).update(bits=3).startswith(PNG_MAGIC)
+
+
 # -- ch2: attention ------------------------------------------------------------------------------------------------
 def test_query_attention_is_a_row_of_the_maps():
     from facekit.explore.attention import attention_maps_of, query_attention

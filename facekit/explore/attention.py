@@ -30,7 +30,7 @@ class AttentionMaps:
 
 def attention_maps_of(vit, image: torch.Tensor) -> AttentionMaps:
     """Every block's attention weights for one (C, H, W) face through a ``VisionTransformer`` (once)."""
-    image = torch.as_tensor(image).float()
+    image = torch.as_tensor(image).detach().cpu().float()
     if image.ndim != 3:
         raise ValueError(f"expected one (C, H, W) image, got shape {tuple(image.shape)}")
     p = vit.config.patch_size

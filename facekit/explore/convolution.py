@@ -54,7 +54,7 @@ class _Stop(Exception):
 @torch.no_grad()
 def feature_maps(model: nn.Module, image: torch.Tensor) -> FeatureMaps:
     """The output of every convolution for one (C, H, W) image, from one forward pass (eval mode)."""
-    image = torch.as_tensor(image).float()
+    image = torch.as_tensor(image).detach().cpu().float()
     if image.ndim != 3:
         raise ValueError(f"expected one (C, H, W) image, got shape {tuple(image.shape)}")
     names = conv_layers(model)

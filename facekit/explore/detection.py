@@ -39,7 +39,7 @@ class RawDetections:
 @torch.no_grad()
 def raw_detections(detector, image: torch.Tensor) -> RawDetections:
     """One forward pass of a :class:`facekit.detection.FaceDetector` on one (3, H, W) image, every anchor kept."""
-    image = torch.as_tensor(image).float()
+    image = torch.as_tensor(image).detach().cpu().float()
     if image.ndim != 3 or image.shape[0] != 3:
         raise ValueError(f"expected one (3, H, W) image, got shape {tuple(image.shape)}")
     was_training = detector.training
@@ -130,7 +130,7 @@ def explore_detection(detector, image: torch.Tensor, truth_boxes, ignore=None, *
     from facekit.metrics.detection import precision_recall
 
     raw = raw_detections(detector, image)
-    truth = torch.as_tensor(np.asarray(truth_boxes, dtype=np.float32)).reshape(-1, 4)
+    truth = torch.as_tensor(truth_boxes).detach().cpu().float().reshape(-1, 4)
     curves = {}
 
     def curve(iou: float):

@@ -53,7 +53,7 @@ class MarginRegions:
 
 
 def _unit(x) -> torch.Tensor:
-    x = torch.as_tensor(x, dtype=torch.float64)
+    x = torch.as_tensor(x).detach().cpu().to(torch.float64)
     if x.ndim != 2 or x.shape[1] != 2:
         raise ValueError(f"expected (K, 2) class directions or (N, 2) features, got shape {tuple(x.shape)}")
     return torch.nn.functional.normalize(x, dim=1)
@@ -148,7 +148,7 @@ def explore_margins(class_weights, features=None, labels=None, **margins) -> Exp
     w = _unit(class_weights).numpy()
     if features is not None:
         features = _unit(features).numpy()
-        labels = None if labels is None else torch.as_tensor(labels).long().numpy()
+        labels = None if labels is None else torch.as_tensor(labels).detach().cpu().long().numpy()
         if labels is None or len(labels) != len(features):
             raise ConfigError("features need labels of the same length")
         if labels.min() < 0 or labels.max() >= len(w):

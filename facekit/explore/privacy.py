@@ -17,6 +17,7 @@ import warnings
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 
 from facekit.config import ConfigError
 from facekit.explore.core import Exploration, Slider
@@ -133,7 +134,9 @@ def explore_privacy(num_examples: int, batch_size: int, delta: float, *, measure
     grid = epsilon_grid(num_examples, batch_size, delta, SIGMAS, max(max_epochs, epochs))
     sigma = min(max(float(sigma), SIGMAS[0]), SIGMAS[-1])  # the slider's range
     measured = None if measured is None else [(float(e), float(a)) for e, a in measured]
-    top_c = 4.0 if grad_norms is None else max(4.0, float(np.ceil(np.max(np.asarray(grad_norms)))))
+    if grad_norms is not None:  # a tensor that requires grad, a list or an array
+        grad_norms = np.asarray(torch.as_tensor(grad_norms).detach().cpu(), dtype=float)
+    top_c = 4.0 if grad_norms is None else max(4.0, float(np.ceil(np.max(grad_norms))))
     return Exploration(
         lambda fig, sigma, clip_norm, epochs: draw_privacy(fig, grid, sigma, clip_norm, epochs, batch_size=batch_size,
                                                            measured=measured, grad_norms=grad_norms),

@@ -36,7 +36,7 @@ def quantize_embeddings(emb, bits: int, scheme: str = "per-embedding") -> tuple[
         raise ConfigError(f"bits={bits!r} is not accepted; use an int in [1, {MAX_BITS}]")
     if scheme not in SCHEMES:
         raise ConfigError(f"scheme={scheme!r} is not accepted; use one of: {', '.join(SCHEMES)}")
-    emb = torch.as_tensor(emb, dtype=torch.float32)
+    emb = torch.as_tensor(emb, dtype=torch.float32).detach().cpu()
     if emb.ndim != 2:
         raise ValueError(f"expected (N, D) embeddings, got shape {tuple(emb.shape)}")
     qmax = 2 ** int(bits) - 1
@@ -73,7 +73,7 @@ def bits_sweep(emb, pair_a, pair_b, is_same, bits=range(1, 9), folds=10) -> Bits
     """
     from facekit.metrics.verification import cosine_scores, kfold_accuracy
 
-    emb = torch.as_tensor(emb, dtype=torch.float32)
+    emb = torch.as_tensor(emb, dtype=torch.float32).detach().cpu()
     a, b = np.asarray(pair_a), np.asarray(pair_b)
     bits = np.array(sorted(set(int(x) for x in bits)))
     if len(bits) == 0:
