@@ -297,8 +297,12 @@ class Exploration:
             self.show_static()
 
 
-def update_times(exploration: Exploration, name: str, n: int = 20) -> list[float]:
-    """Seconds of ``n`` redraws moving control ``name`` through its values (cycling), each from the last."""
+def update_times(exploration: Exploration, name: str, n: int = 20) -> list[tuple[float, float]]:
+    """``n`` redraws moving control ``name`` through its values (cycling): (wall, CPU) seconds of each.
+
+    The CPU time (``time.process_time``, this process's threads) is what a redraw costs the machine; on a
+    busy machine the wall time also counts the waits for a core.
+    """
     control = exploration.controls[name]
     values = control.values()
     if len(values) > n:
@@ -308,8 +312,8 @@ def update_times(exploration: Exploration, name: str, n: int = 20) -> list[float
     exploration.update()  # the figure exists: what a moved control costs, not the first draw
     for i in range(n):
         value = values[(i + 1) % len(values)]
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         exploration.update(**{name: value})
-        times.append(time.perf_counter() - t0)
+        times.append((time.perf_counter() - t0, time.process_time() - c0))
     exploration.update(**{name: control.default})
     return times
