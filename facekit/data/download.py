@@ -9,7 +9,6 @@ sha256 verified against our copies.
 
 from __future__ import annotations
 
-import hashlib
 import http.client
 import os
 import shutil
@@ -24,6 +23,7 @@ from pathlib import Path, PurePosixPath
 import facekit
 from facekit.config import choice
 from facekit.data.registry import DATA_ENV, REPO_ROOT, is_lfw_people
+from facekit.io import file_sha256  # one digest helper for the package
 
 CHUNK_BYTES = 1 << 16
 USER_AGENT = f"facekit/{facekit.__version__} (+python urllib)"
@@ -81,15 +81,6 @@ LFW_PAIRS = {
     name: (Mirror(LFW_SITE + name, sha), Mirror(FIGSHARE + figshare_id, sha))
     for name, (sha, figshare_id) in _PAIRS_SHA256.items()
 }
-
-
-def file_sha256(path) -> str:
-    """Hex sha256 of a file, read in chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(CHUNK_BYTES * 16), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _by_hand(url: str, dest: Path) -> str:
