@@ -71,7 +71,7 @@ from PIL import Image
 
 import facekit as fk
 from facekit.reports import record
-from facekit.verify import identify_folders, read_pair_list, verify_pairs, write_pair_list
+from facekit.verify import identify_folders, pairs_from_folder, read_pair_list, verify_pairs, write_pair_list
 
 
 @dataclass(frozen=True)
@@ -93,24 +93,56 @@ OPTIONS = {"detectors": CHAIN, "select": select, "device": CTX.device} if model 
 WORK = Path(tempfile.mkdtemp(prefix="facekit-verify-"))  # made-up lists and folders (links, never copies)
 
 # %% [markdown]
+# Path parameters may be absolute or relative to the folder where `facekit report` was typed.
+
+# %%
+def given_path(text):
+    """A path parameter: absolute, or relative to where `facekit report` was typed ($PWD), or to the repository."""
+    if not text:
+        return None
+    from facekit.data.registry import REPO_ROOT
+
+    places = [Path.cwd(), Path(os.environ.get("PWD", ".")), REPO_ROOT]
+    for base in places:
+        if (base / text).exists():
+            return (base / text).resolve()
+    raise FileNotFoundError(f"{text!r} not found (looked in {', '.join(dict.fromkeys(map(str, places)))})")
+
+# %% [markdown]
 # ## 1. The pair list
 #
 # Without a `pairs` parameter the report writes a CSV from LFW's own folds (the same pairs for every model), so
 # the CSV reader, the fold column and the images folder are all exercised. A pair list names its problems with
 # the file and the line; with `on_error="skip"` each bad line is left out and counted, never dropped silently.
+# Without LFW on disk, it draws pairs from the course's synthetic faces instead (`pairs_from_folder` does the
+# same for any folder of people without a pair list).
 
 # %%
+def synthetic_people(folder, people, photos):
+    """Without LFW: the course's synthetic faces written as a folder of people (drawings, not people)."""
+    from facekit.data.synthetic import SyntheticFaces
+
+    faces = SyntheticFaces(people, photos, image_size=160, seed=seed, difficulty="easy")
+    for i in range(len(faces)):
+        image, label = faces[i]
+        path = folder / f"person{int(label):03d}" / f"{i:05d}.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray((image.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)).save(path)
+    return folder
+
+
 if pairs:
-    PAIRS, IMAGES = Path(pairs), (Path(images) if images else None)
-else:
+    PAIRS, IMAGES = given_path(pairs), given_path(images)
+elif CTX.has("lfw"):
     from facekit.data.lfw import lfw_pair_subset
 
-    if not CTX.has("lfw"):
-        raise FileNotFoundError("no pair list given and LFW not found: pass -p pairs=... -p images=..., or set "
-                                "FACEKIT_DATA to a folder holding lfw/")
     lfw_subset = lfw_pair_subset(CTX.root, pairs_per_fold=S.pairs_per_fold)
-    PAIRS = write_pair_list(lfw_subset, WORK / "lfw_pairs.csv")
-    IMAGES = lfw_subset.images_dir
+    PAIRS, IMAGES = write_pair_list(lfw_subset, WORK / "lfw_pairs.csv"), lfw_subset.images_dir
+else:
+    print("LFW not found: the report runs on synthetic faces (pass -p pairs=... for your own photos)")
+    IMAGES = synthetic_people(WORK / "synthetic", 2 * S.gallery_people, 4)
+    half = 5 * S.pairs_per_fold
+    PAIRS = write_pair_list(pairs_from_folder(IMAGES, half, half, seed=seed), WORK / "synthetic_pairs.csv")
 PAIR_LIST = read_pair_list(PAIRS, IMAGES, on_error=on_error)
 sub = PAIR_LIST.subset
 fk.notebook.say(f"`{PAIRS.name}`: **{len(PAIR_LIST)}** usable pairs ({int(sub.is_same.sum())} genuine, "
@@ -242,7 +274,7 @@ def lfw_folders(n_known, n_unknown, rng):
     return g_dir, p_dir
 
 
-GALLERY, PROBES = (Path(gallery), Path(probes)) if gallery and probes else (None, None)
+GALLERY, PROBES = (given_path(gallery), given_path(probes)) if gallery and probes else (None, None)
 if GALLERY is None and not pairs and CTX.has("lfw"):
     GALLERY, PROBES = lfw_folders(S.gallery_people, S.unknown_people, np.random.default_rng(seed))
 IDENT = identify_folders(GALLERY, PROBES, model, far=far, **OPTIONS) if GALLERY else None

@@ -190,3 +190,16 @@ def test_identify_folders_closed_and_open_set(tmp_path, photos):
     assert 0 <= result.open_set.false_alarm_rate <= 1 and result.open_set.dir <= result.open_set.rank1
     with pytest.raises(FileNotFoundError, match=r"folder .*nowhere not found; expected root/<person>/<image>"):
         identify_folders(tmp_path / "nowhere", probes, fake_model)
+
+
+def test_pairs_from_a_folder_of_people(tmp_path, photos):
+    from facekit.verify import pairs_from_folder
+
+    sub = pairs_from_folder(photos, num_same=20, num_diff=30, seed=1, folds=5)
+    assert sub.is_same.sum() == 20 and (~sub.is_same).sum() == 30 and len(sub.folds) == 5
+    same_person = np.array([a.parent == b.parent for a, b in zip(sub.paths_a, sub.paths_b)])
+    assert (same_person == sub.is_same).all()
+    again = read_pair_list(write_pair_list(sub, tmp_path / "drawn.csv"), photos)
+    assert again.subset.paths_a == sub.paths_a and again.folds_given
+    with pytest.raises(ValueError, match="num_same"):
+        pairs_from_folder(photos, num_same=10_000, num_diff=1)

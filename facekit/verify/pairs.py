@@ -228,4 +228,22 @@ def write_pair_list(subset: PairSubset, path, *, relative_to=None) -> Path:
     return write_text(path, out.getvalue())
 
 
-__all__ = ["PairList", "PairListError", "InputError", "read_pair_list", "write_pair_list", "DEFAULT_FOLDS"]
+def pairs_from_folder(root, num_same: int, num_diff: int, *, seed: int = 0, folds: int = DEFAULT_FOLDS) -> PairSubset:
+    """Genuine and impostor pairs drawn from a folder of people ``root/<person>/<image>`` (no pair list needed).
+
+    Pairs are drawn uniformly by :func:`facekit.data.pairs.make_pairs`; folds are balanced and, where the
+    people allow, disjoint in people. Write them with :func:`write_pair_list` to keep them.
+
+    >>> sub = pairs_from_folder("photos/", num_same=100, num_diff=100)  # doctest: +SKIP
+    """
+    from facekit.data.pairs import make_pairs
+    from facekit.verify.identify import folder_images
+
+    paths, people = folder_images(root)
+    drawn = make_pairs(people, num_same, num_diff, seed=seed)
+    a, b = [paths[i] for i in drawn.a], [paths[i] for i in drawn.b]
+    return PairSubset(a, b, drawn.is_same, _make_folds(drawn.is_same, people[drawn.a], folds), Path(root))
+
+
+__all__ = ["PairList", "PairListError", "InputError", "read_pair_list", "write_pair_list", "pairs_from_folder",
+           "DEFAULT_FOLDS"]
