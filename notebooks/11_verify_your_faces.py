@@ -306,19 +306,17 @@ elif IDENT is None:
 # ## Exercises
 #
 # **Exercise 1 ★ (implement from scratch).** Recompute the k-fold accuracy from `RESULT.scores`,
-# `RESULT.is_same`, `RESULT.kept` and the folds of `sub.folds`: for each fold, choose the threshold with
-# `fk.metrics.best_accuracy_threshold` on the kept pairs of the other folds, apply it to the fold's kept pairs
-# ("same" when the score is above it), and average the fold accuracies.
+# `RESULT.is_same` and `RESULT.folds` (index arrays of the scored pairs): for each fold, choose the threshold with
+# `fk.metrics.best_accuracy_threshold` on the pairs of the other folds, apply it to the fold's pairs ("same" when
+# the score is above it), and average the fold accuracies.
 
 # %%
 ex1_accuracy = None  # your mean fold accuracy
 
 # %% tags=["solution"] jupyter={"source_hidden": true}
-kept_folds = [f[RESULT.kept[f]] for f in sub.folds]
-kept_folds = [f for f in kept_folds if len(f)]
 fold_acc = []
-for i, test in enumerate(kept_folds):
-    train = np.concatenate([f for j, f in enumerate(kept_folds) if j != i])
+for i, test in enumerate(RESULT.folds):
+    train = np.concatenate([f for j, f in enumerate(RESULT.folds) if j != i])
     t, _ = fk.metrics.best_accuracy_threshold(RESULT.scores[train], RESULT.is_same[train])
     fold_acc.append(np.mean((RESULT.scores[test] > t) == RESULT.is_same[test]))
 ex1_accuracy = float(np.mean(fold_acc))

@@ -203,3 +203,12 @@ def test_pairs_from_a_folder_of_people(tmp_path, photos):
     assert again.subset.paths_a == sub.paths_a and again.folds_given
     with pytest.raises(ValueError, match="num_same"):
         pairs_from_folder(photos, num_same=10_000, num_diff=1)
+
+
+def test_a_single_fold_list_gets_balanced_folds(tmp_path, photos):
+    path = write_csv(tmp_path, [r + ",0" for r in all_rows()], "path1,path2,same,fold")
+    pl = read_pair_list(path, photos, folds=4)
+    assert not pl.folds_given and len(pl.subset.folds) == 4
+    assert all(0 < pl.subset.is_same[f].mean() < 1 for f in pl.subset.folds)
+    result = verify_pairs(pl, fake_model, n_boot=50)
+    assert [f.tolist() for f in result.folds] == [f.tolist() for f in pl.subset.folds]

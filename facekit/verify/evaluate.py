@@ -42,6 +42,7 @@ class VerifyResult:
     kept: np.ndarray  # (P,) bool: both photos embedded; the metrics use these pairs
     correct: np.ndarray  # (P,) bool: the held-out decision (fold threshold chosen on the other folds) is right
     kfold: KFoldResult
+    folds: list  # index arrays into the P pairs (kept pairs only): the folds of the k-fold rule
     report: VerificationReport  # ROC, AUC, EER, TAR@FAR on the kept pairs
     intervals: dict  # name -> facekit.stats.Interval ("accuracy", "auc", "eer", "tar@far=0.01")
     images: list  # distinct images, in first-use order
@@ -201,7 +202,7 @@ def verify_pairs(pairs, model="dlib", *, images=None, on_error: str = "raise", f
     report = verification_report(scores[kept], sub.is_same[kept], far_targets=far_targets)
     people = pair_list.people[kept]
     intervals = _intervals(scores[kept], sub.is_same[kept], correct[kept], people, INTERVAL_FAR, n_boot)
-    return VerifyResult(pair_list, scores, kept, correct & kept, result.kfold, report, intervals, images_list,
+    return VerifyResult(pair_list, scores, kept, correct & kept, result.kfold, kept_folds, report, intervals, images_list,
                         np.array([stage_of[p] for p in images_list]), pair_stages, pair_list.errors,
                         model if isinstance(model, str) else getattr(model, "__name__", "custom"), distance)
 

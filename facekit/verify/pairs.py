@@ -4,7 +4,8 @@ A CSV/TSV pair list has a header row naming its columns (any order; extra column
 
 - ``path1``, ``path2``: image paths, relative to ``images`` (default: the pair list's folder) or absolute;
 - ``same``: 1/0, true/false, yes/no or same/different;
-- ``fold`` (optional): an integer per pair; the k-fold rule then uses these folds. Without it, pairs are
+- ``fold`` (optional): an integer per pair; the k-fold rule then uses these folds. Without it (or with one
+  fold only, as in LFW's ``pairsDevTest.txt``), pairs are
   put into ``DEFAULT_FOLDS`` folds balanced in genuine and impostor pairs and, as far as the people
   allow, disjoint in people (scikit-learn's ``StratifiedGroupKFold``; the person of an image is its
   folder's name).
@@ -198,7 +199,7 @@ def read_pair_list(path, images=None, *, on_error: str = "raise", folds: int = D
         raise PairListError(f"{path}: {len(is_same)} usable pair(s), {int(is_same.sum())} genuine and "
                             f"{int((~is_same).sum())} impostor; verification needs both classes"
                             + (f" ({len(errors)} line(s) left out: first {errors[0].reason})" if errors else ""))
-    given = all(k is not None for k in fold)
+    given = all(k is not None for k in fold) and len(set(fold)) > 1  # one fold (LFW's dev files): make folds
     if given:
         fold_index = [np.flatnonzero(np.array(fold) == k) for k in sorted(set(fold))]
     else:
