@@ -141,51 +141,91 @@ class LeverResult:
     lever: str
     mode: str  # "inference" or "train"
     batch_size: int
-    baseline_images_per_s: float  # fp32 eager, measured once per model and mode
-    images_per_s: float  # with the lever on (nan when skipped)
+    baseline_images_per_s: float  # fp32 eager: the median over rounds
+    images_per_s: float  # with the lever on: the median over rounds (nan when skipped)
     skipped: str | None  # the reason, or None when measured
+    baseline_rounds: tuple = ()  # fp32 eager images/s in each round
+    lever_rounds: tuple = ()  # images/s with the lever in each round, measured right after that round's baseline
 
     @property
     def speedup(self) -> float:
-        """images/s with the lever / images/s without it (nan when skipped)."""
+        """images/s with the lever / images/s without it (medians over rounds; nan when skipped)."""
         return self.images_per_s / self.baseline_images_per_s if self.skipped is None else float("nan")
+
+    @property
+    def round_speedups(self) -> tuple:
+        """The speed-up of each round (lever and baseline timed back to back: a paired measurement)."""
+        return tuple(a / b for a, b in zip(self.lever_rounds, self.baseline_rounds))
+
+
+def _median(values) -> float:
+    ordered = sorted(values)
+    mid = len(ordered) // 2
+    return ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2
 
 
 def measure_levers(model: nn.Module, image_shape: Sequence[int], *, levers: Sequence[str] = LEVERS,
                    batch_size: int, device="cpu", mode: str = "inference", timer: Timer = Timer(),
-                   compile_timer: Timer | None = None, allow_compile: bool = True) -> list[LeverResult]:
+                   compile_timer: Timer | None = None, allow_compile: bool = True,
+                   rounds: int = 1) -> list[LeverResult]:
     """Each lever on, against the fp32 eager baseline, at one batch size; the model itself is not changed.
+
+    With ``rounds > 1`` the baseline and every lever are timed again in each round, the lever right after the
+    round's baseline, so that a machine whose load drifts slows both sides of a pair alike: the round speed-ups
+    (:attr:`LeverResult.round_speedups`) are paired measurements, ready for a paired test over rounds.
 
     Args:
         levers: names of :data:`LEVERS` (``fp32`` is the baseline row, speed-up 1).
         compile_timer: the timer for ``compile`` (its warm-up must cover compilation); default: `timer`
             with at least 2 warm-up calls.
         allow_compile: False skips ``compile`` with a reason (the smoke profile on a CPU).
+        rounds: repetitions of the whole comparison (>= 1).
     """
     check_keys(list(levers), LEVERS, what="lever")
+    if rounds < 1:
+        raise ConfigError(f"rounds={rounds} must be >= 1")
     device = resolve_device(device)
 
     def precision(lever):  # on CUDA every row but "tf32" runs true fp32 (cuDNN allows TF32 by default)
         return tf32(lever == "tf32") if device.type == "cuda" else contextlib.nullcontext()
 
+    def timed(lever, run, t):
+        with precision(lever):
+            return t.measure(run, device=device).rate(batch_size)
+
     with precision("fp32"):
-        base = timer.measure(prepare(model, "fp32", image_shape, batch_size=batch_size, device=device, mode=mode),
-                             device=device).rate(batch_size)
+        base_run = prepare(model, "fp32", image_shape, batch_size=batch_size, device=device, mode=mode)
+    reasons = {lv: skip_reason(lv, device, mode, allow_compile=allow_compile) for lv in levers}
+    runs, timers = {}, {}
+    for lever in levers:
+        if reasons[lever] is None and lever != "fp32":
+            with precision(lever):
+                runs[lever] = prepare(model, lever, image_shape, batch_size=batch_size, device=device, mode=mode)
+            t = compile_timer or Timer(max(2, timer.warmup), timer.repeats, timer.inner, timer.use_cuda_events)
+            timers[lever] = t if lever == "compile" else timer
+    base_rounds: list[float] = []
+    lever_rounds: dict[str, list[float]] = {lv: [] for lv in runs}
+    pair_base: dict[str, list[float]] = {lv: [] for lv in runs}
+    for r in range(rounds):
+        base = timed("fp32", base_run, timer)
+        base_rounds.append(base)
+        for lever, run in runs.items():
+            warm = timers[lever] if r == 0 else Timer(1, timers[lever].repeats, timers[lever].inner,
+                                                      timers[lever].use_cuda_events)
+            lever_rounds[lever].append(timed(lever, run, warm))
+            pair_base[lever].append(base)
+    base_median = _median(base_rounds)
     results = []
     for lever in levers:
-        reason = skip_reason(lever, device, mode, allow_compile=allow_compile)
-        if reason is not None:
-            results.append(LeverResult(lever, mode, batch_size, base, float("nan"), reason))
-            continue
-        if lever == "fp32":
-            results.append(LeverResult(lever, mode, batch_size, base, base, None))
-            continue
-        t = compile_timer or Timer(max(2, timer.warmup), timer.repeats, timer.inner, timer.use_cuda_events)
-        t = t if lever == "compile" else timer
-        with precision(lever):
-            run = prepare(model, lever, image_shape, batch_size=batch_size, device=device, mode=mode)
-            ips = t.measure(run, device=device).rate(batch_size)
-        results.append(LeverResult(lever, mode, batch_size, base, ips, None))
+        if reasons[lever] is not None:
+            results.append(LeverResult(lever, mode, batch_size, base_median, float("nan"), reasons[lever],
+                                       tuple(base_rounds), ()))
+        elif lever == "fp32":
+            results.append(LeverResult(lever, mode, batch_size, base_median, base_median, None, tuple(base_rounds),
+                                       tuple(base_rounds)))
+        else:
+            results.append(LeverResult(lever, mode, batch_size, base_median, _median(lever_rounds[lever]), None,
+                                       tuple(pair_base[lever]), tuple(lever_rounds[lever])))
     return results
 
 

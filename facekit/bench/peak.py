@@ -4,6 +4,9 @@
   GPU (tensor cores) and fp32 on a CPU: the best a dense model could reach on this machine, measured
   in the same run rather than read from a data sheet. A ceiling is what the device *can* do, so it is
   taken at the fastest repeat (other work on a shared machine only slows repeats down).
+- A 3x3 convolution (:func:`conv_peak`) goes through another library than the matrix product, and on some
+  CPUs it is faster per FLOP; :func:`peak_sweep` takes the best over matrix sizes, convolutions and thread
+  counts, and :mod:`facekit.bench.cpu_spec` gives the hard ceiling from the CPU's specification.
 - The memory bandwidth is the bytes/s of a large tensor copy (each byte is read once and written
   once, so ``2 * nbytes`` per copy).
 - A training step costs about 3x the forward FLOPs (the backward computes the gradients with respect
@@ -57,6 +60,72 @@ def matmul_peak(*, device="cpu", dtype: torch.dtype | None = None, n: int = 4096
     out = torch.empty(n, n, device=device, dtype=dtype)
     t = timer.measure(lambda: torch.matmul(a, b, out=out), device=device)
     return Peak(f"matmul {str(dtype).removeprefix('torch.')} n={n}", 2 * n**3 / t.min_s, t)
+
+
+def conv_peak(*, device="cpu", dtype: torch.dtype | None = None, channels: int = 128, side: int = 56,
+              batch: int = 1, timer: Timer = Timer()) -> Peak:
+    """FLOP/s of a 3x3 convolution (stride 1, padding 1), ``channels`` in and out, on ``(batch, channels, side, side)``.
+
+    A convolution runs through a different library than ``torch.matmul`` (oneDNN on a CPU, cuDNN on a GPU; the
+    matrix product uses MKL or OpenBLAS on a CPU), and on some CPUs it is the faster of the two: a model made of
+    convolutions can then exceed a peak measured with matrix products alone. Its FLOPs are
+    ``2 * batch * channels^2 * 9 * side^2``.
+    """
+    device = resolve_device(device)
+    if min(channels, side, batch) < 1:
+        raise ValueError(f"channels={channels}, side={side} and batch={batch} must be >= 1")
+    dtype = dtype or (torch.bfloat16 if device.type == "cuda" else torch.float32)
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(batch, channels, side, side, generator=g).to(device, dtype)
+    w = torch.randn(channels, channels, 3, 3, generator=g).to(device, dtype)
+    t = timer.measure(lambda: torch.nn.functional.conv2d(x, w, padding=1), device=device)
+    flops = 2 * batch * channels**2 * 9 * side**2
+    return Peak(f"conv3x3 {str(dtype).removeprefix('torch.')} c={channels} {side}x{side}", flops / t.min_s, t)
+
+
+@dataclass(frozen=True)
+class PeakSweep:
+    """The compute peak measured over kernels, sizes and thread counts; ``best`` is the fastest of them all."""
+
+    rows: tuple  # dicts: kernel, size, threads, tflop_s, relative_spread, what
+    best: Peak
+    best_matmul: Peak
+
+
+def peak_sweep(*, device="cpu", matmul_sizes: Sequence[int] = (512, 1024, 2048), conv_channels: Sequence[int] = (),
+               conv_side: int = 56, threads: Sequence[int] | None = None, timer: Timer = Timer()) -> PeakSweep:
+    """The best FLOP/s over matrix sizes, 3x3 convolutions and CPU thread counts (the practical peak).
+
+    Args:
+        matmul_sizes: sides ``n`` of the square products (too small: overheads dominate; too large: the cache).
+        conv_channels: channel counts of :func:`conv_peak` (empty: matrix products only).
+        threads: CPU intra-op thread counts tried (None: the current one); restored afterwards. Ignored on a GPU.
+        timer: each measurement's timer (a ceiling is taken at its fastest repeat).
+    """
+    device = resolve_device(device)
+    if not matmul_sizes:
+        raise ValueError("matmul_sizes must name at least one matrix side")
+    before = torch.get_num_threads()
+    thread_counts = [before] if threads is None or device.type != "cpu" else list(threads)
+    if any(t < 1 for t in thread_counts):
+        raise ValueError(f"threads={threads} must all be >= 1")
+    rows, peaks = [], []
+    try:
+        for t in thread_counts:
+            torch.set_num_threads(t)
+            runs = [("matmul", n, lambda n=n: matmul_peak(device=device, n=n, timer=timer)) for n in matmul_sizes]
+            runs += [("conv3x3", c, lambda c=c: conv_peak(device=device, channels=c, side=conv_side, timer=timer))
+                     for c in conv_channels]
+            for kernel, size, run in runs:
+                p = run()
+                peaks.append((kernel, p))
+                rows.append({"kernel": kernel, "size": size, "threads": t, "tflop_s": p.per_s / 1e12,
+                             "relative_spread": p.timing.relative_spread, "what": p.what})
+    finally:
+        torch.set_num_threads(before)
+    best = max((p for _, p in peaks), key=lambda p: p.per_s)
+    best_matmul = max((p for k, p in peaks if k == "matmul"), key=lambda p: p.per_s)
+    return PeakSweep(tuple(rows), best, best_matmul)
 
 
 def copy_bandwidth(*, device="cpu", nbytes: int = 256 * 2**20, timer: Timer = Timer()) -> Peak:
@@ -142,5 +211,5 @@ def roofline(flops: float, bytes_moved: float, *, peak_flops_per_s: float, bytes
                     min(peak_flops_per_s, intensity * bytes_per_s))
 
 
-__all__ = ["Peak", "matmul_peak", "copy_bandwidth", "mfu", "achieved_flops", "activation_bytes", "Roofline",
+__all__ = ["Peak", "matmul_peak", "conv_peak", "PeakSweep", "peak_sweep", "copy_bandwidth", "mfu", "achieved_flops", "activation_bytes", "Roofline",
            "roofline", "TRAIN_FLOPS_FACTOR"]
