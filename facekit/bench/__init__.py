@@ -28,8 +28,8 @@ from facekit.bench.timer import Timer, Timing, device_synchronizer, summarize
 
 __all__ = ["inference_throughput", "train_throughput", "Timer", "Timing", "summarize", "device_synchronizer",
            "Rate", "random_inputs", "proxy_loss", "make_train_step", "make_inference", "train_step_rate",
-           "inference_rate", "inference_sweep", "MemoryPeak", "peak_memory", "Peak", "matmul_peak", "conv_peak", "PeakSweep", "peak_sweep",
-           "CpuSpec", "parse_cpu_spec", "read_cpu_spec", "copy_bandwidth",
+           "inference_rate", "inference_sweep", "MemoryPeak", "peak_memory", "Peak", "matmul_peak",
+           "conv_peak", "PeakSweep", "peak_sweep", "CpuSpec", "parse_cpu_spec", "read_cpu_spec", "copy_bandwidth",
            "mfu", "achieved_flops", "activation_bytes", "Roofline", "roofline", "LEVERS", "LeverResult",
            "skip_reason", "measure_levers", "SyntheticImages", "LoaderResult", "loader_throughput", "loading_grid",
            "BACKBONES", "REFERENCE", "build_backbone", "unavailable", "dlib_descriptor_timer", "measure_model"]

@@ -211,5 +211,6 @@ def roofline(flops: float, bytes_moved: float, *, peak_flops_per_s: float, bytes
                     min(peak_flops_per_s, intensity * bytes_per_s))
 
 
-__all__ = ["Peak", "matmul_peak", "conv_peak", "PeakSweep", "peak_sweep", "copy_bandwidth", "mfu", "achieved_flops", "activation_bytes", "Roofline",
+__all__ = ["Peak", "matmul_peak", "conv_peak", "PeakSweep", "peak_sweep", "copy_bandwidth", "mfu", "achieved_flops",
+           "activation_bytes", "Roofline",
            "roofline", "TRAIN_FLOPS_FACTOR"]
