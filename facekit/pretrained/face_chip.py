@@ -238,26 +238,12 @@ def dlib_landmarks(image, *, upsample: int = 1, fallback: str = "center", predic
         ``(landmarks, found)``: (5, 2) float64 x, y, and whether HOG found the face
         (``(None, False)`` with ``fallback="none"`` and no face).
     """
-    if fallback not in ("center", "none"):
-        raise ValueError(f"fallback={fallback!r}; accepted: 'center', 'none'")
-    dlib = _dlib()
-    detector, predictor = _landmark_tools(predictor_path)
-    img = np.ascontiguousarray(_as_rgb_uint8(image))
-    height, width = img.shape[:2]
-    boxes = list(detector(img, upsample))
-    found = bool(boxes)
-    if boxes:
-        def off_center(b):
-            return ((b.left() + b.right()) / 2 - width / 2) ** 2 + ((b.top() + b.bottom()) / 2 - height / 2) ** 2
-        box = min(boxes, key=off_center)
-    elif fallback == "center":
-        half = CENTER_BOX_FRACTION * min(width, height) / 2
-        cx, cy = width / 2, height / 2
-        box = dlib.rectangle(round(cx - half), round(cy - half), round(cx + half), round(cy + half))
-    else:
-        return None, False
-    shape = predictor(img, box)
-    return np.array([[p.x, p.y] for p in shape.parts()], np.float64), found
+    from facekit.pretrained.finding import FaceFinder  # the one face-finding code; imported here (no cycle)
+
+    _dlib()  # DlibNotInstalled, naming the pip package, before anything else
+    finder = FaceFinder(("hog",), upsample=upsample, fallback=fallback, max_side=None, predictor_path=predictor_path)
+    face = finder(image)
+    return face.landmarks, face.found
 
 
 __all__ = ["TEMPLATE_5", "CHIP_SIZE", "CHIP_PADDING", "ChipDetails", "similarity_transform", "chip_details",
