@@ -2,6 +2,8 @@
 
 import math
 
+import numpy as np
+
 import pytest
 import torch
 
@@ -93,3 +95,22 @@ def test_lever_rounds_are_paired():
     assert by["fp32"].round_speedups == (1.0, 1.0, 1.0) and by["compile"].lever_rounds == ()
     with pytest.raises(Exception, match="rounds"):
         measure_levers(model, (3, 8, 8), levers=("fp32",), batch_size=2, timer=FAST, rounds=0)
+
+
+def test_speedup_verdict_against_a_paired_t_on_logs():
+    from scipy.stats import ttest_rel
+
+    from facekit.bench import speedup_verdict
+
+    fast, slow = [210.0, 190.0, 205.0, 198.0], [100.0, 98.0, 104.0, 97.0]
+    v, ratio = speedup_verdict(fast, slow, names=("fast", "slow"))
+    assert v.winner == "a" and v.unit == "timing rounds" and "fast better than slow" in v.text
+    assert v.p_value == pytest.approx(ttest_rel(np.log(fast), np.log(slow)).pvalue)
+    assert ratio.estimate == pytest.approx(np.exp(np.mean(np.log(fast) - np.log(slow))))
+    assert ratio.low < ratio.estimate < ratio.high
+    tie, _ = speedup_verdict([100.0, 120.0, 90.0], [110.0, 95.0, 105.0])
+    assert tie.winner is None
+    two, _ = speedup_verdict([200.0, 201.0], [100.0, 100.5])  # a clear ratio, but under MIN_SEEDS rounds
+    assert two.winner is None and "too few" in two.text
+    with pytest.raises(ValueError, match="> 0"):
+        speedup_verdict([1.0, 0.0], [1.0, 1.0])

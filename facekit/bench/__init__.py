@@ -10,6 +10,7 @@
 - ``loading``: DataLoader workers and pinned memory;
 - ``backbones``: the course's networks, the two pretrained face models and the ResNet-50 reference by name;
 - ``suite``: one table row per model;
+- ``compare``: a speed-up with its interval and a verdict from paired timing rounds;
 - ``throughput``: the older helpers used by the chapters (fastest pass, a ``fit`` history's images/s).
 """
 
@@ -17,6 +18,7 @@ from facekit.bench.backbones import BACKBONES, REFERENCE, build_backbone, dlib_d
 from facekit.bench.levers import LEVERS, LeverResult, measure_levers, skip_reason
 from facekit.bench.loading import LoaderResult, SyntheticImages, loader_throughput, loading_grid
 from facekit.bench.memory import MemoryPeak, peak_memory
+from facekit.bench.compare import speedup_verdict
 from facekit.bench.cpu_spec import CpuSpec, parse_cpu_spec, read_cpu_spec
 from facekit.bench.peak import (Peak, PeakSweep, Roofline, achieved_flops, activation_bytes, conv_peak, copy_bandwidth,
                                 matmul_peak, mfu, peak_sweep, roofline)
@@ -29,7 +31,7 @@ from facekit.bench.timer import Timer, Timing, device_synchronizer, summarize
 __all__ = ["inference_throughput", "train_throughput", "Timer", "Timing", "summarize", "device_synchronizer",
            "Rate", "random_inputs", "proxy_loss", "make_train_step", "make_inference", "train_step_rate",
            "inference_rate", "inference_sweep", "MemoryPeak", "peak_memory", "Peak", "matmul_peak",
-           "conv_peak", "PeakSweep", "peak_sweep", "CpuSpec", "parse_cpu_spec", "read_cpu_spec", "copy_bandwidth",
+           "conv_peak", "PeakSweep", "peak_sweep", "CpuSpec", "speedup_verdict", "parse_cpu_spec", "read_cpu_spec", "copy_bandwidth",
            "mfu", "achieved_flops", "activation_bytes", "Roofline", "roofline", "LEVERS", "LeverResult",
            "skip_reason", "measure_levers", "SyntheticImages", "LoaderResult", "loader_throughput", "loading_grid",
            "BACKBONES", "REFERENCE", "build_backbone", "unavailable", "dlib_descriptor_timer", "measure_model"]
