@@ -191,8 +191,10 @@ display(pd.DataFrame([{"FAR": r.far_target, "TAR": r.tar, "threshold": r.thresho
 # %%
 genuine, impostor = RESULT.scores[RESULT.kept & RESULT.is_same], RESULT.scores[RESULT.kept & ~RESULT.is_same]
 fig, (ax_roc, ax_hist) = plt.subplots(1, 2, figsize=(11, 4))
-ax_roc.plot(np.maximum(rep.roc.far, 1e-4), rep.roc.tar)
-ax_roc.set(xscale="log", xlabel="false accept rate (log)", ylabel="true accept rate", title=f"ROC, AUC {rep.auc:.3f}")
+floor = 0.5 / rep.num_impostor  # FAR 0 drawn at half of one false accept: a log axis has no 0
+ax_roc.plot(np.maximum(rep.roc.far, floor), rep.roc.tar)
+ax_roc.set(xscale="log", xlim=(floor, 1), xlabel="false accept rate (log; left edge: none)",
+           ylabel="true accept rate", title=f"ROC, AUC {rep.auc:.3f}")
 bins = np.linspace(min(genuine.min(), impostor.min()), max(genuine.max(), impostor.max()), 40)
 ax_hist.hist(genuine, bins, alpha=0.6, label="genuine")
 ax_hist.hist(impostor, bins, alpha=0.6, label="impostor")

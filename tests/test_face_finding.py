@@ -246,3 +246,24 @@ def test_doctests(module):
 
     result = doctest.testmod(importlib.import_module(module))
     assert result.failed == 0 and result.attempted > 0
+
+
+@pytest.mark.skipif(not HAS_MTCNN, reason="facenet-pytorch is not installed (MTCNN)")
+def test_facenet_embeddings_stream_in_bounded_blocks(tmp_path, cache, monkeypatch, capsys):
+    import torch
+
+    from facekit.pretrained import crops
+
+    photos = [_blank(tmp_path / f"{i}.png", size=(180 + i, 180)) for i in range(5)]  # five distinct files
+    sizes = []
+
+    class Recorder(torch.nn.Module):
+        def forward(self, x):  # (b, 3, 160, 160) -> (b, 512)
+            sizes.append(len(x))
+            return torch.zeros(len(x), 512)
+
+    monkeypatch.setattr(crops, "BLOCK_BATCHES", 1)
+    emb, found, num = crops.image_embeddings(photos, model=Recorder(), batch_size=2, progress=True)
+    assert sizes == [2, 2, 1] and emb.shape == (5, 512)
+    assert not found.any() and (num == 0).all()  # blank photos: no face, the centred square
+    assert "FaceNet embeddings" in capsys.readouterr().err
