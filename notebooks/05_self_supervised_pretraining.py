@@ -285,9 +285,9 @@ def draw_masking(image: torch.Tensor, generator_seed: int = 0):
     enc = ["[cls]"] + [str(i) for i in kept]
     dec = ["[cls]"] + [("[M]" if m.mask[0, i] else str(i)) for i in range(N_PATCHES)]
     for row, (label, toks) in enumerate([("encoder input", enc), ("decoder input", dec)]):
-        axes[2].text(0, 1 - 0.45 * row, label, fontsize=10, weight="bold", transform=axes[2].transAxes)
+        axes[2].text(0, 0.85 - 0.45 * row, label, fontsize=10, weight="bold", transform=axes[2].transAxes)
         for j, tok in enumerate(toks):
-            axes[2].text(0.04 + j * 0.9 / len(dec), 0.8 - 0.45 * row, tok, fontsize=7, ha="center",
+            axes[2].text(0.04 + j * 0.95 / len(dec), 0.68 - 0.45 * row, tok, fontsize=7, ha="center",
                          transform=axes[2].transAxes, bbox=dict(fc="lightgrey" if tok == "[M]" else "tab:orange",
                                                                 alpha=0.6, boxstyle="round,pad=0.2"))
     axes[2].set_title("what the encoder and the decoder receive")
@@ -518,6 +518,8 @@ def contrastive_roles(b: int) -> np.ndarray:
 def draw_contrastive(roles: np.ndarray, similarity: np.ndarray | None = None):
     fig, axes = plt.subplots(1, 2 if similarity is not None else 1, figsize=(10, 4.2), squeeze=False)
     cmap = plt.matplotlib.colors.ListedColormap(["#c6dbef", "tab:green", "lightgrey"])
+    for ax in axes.ravel():
+        ax.grid(False)
     axes[0, 0].imshow(roles, cmap=cmap, vmin=-0.5, vmax=2.5)
     b = len(roles) // 2
     axes[0, 0].set(title=f"roles, B = {b}: green positive, blue negative, grey left out",

@@ -494,7 +494,7 @@ for row, (name, rates) in enumerate(roles.items()):
     for col, (layer, rate) in enumerate(rates.items()):
         new = name == "scratch" or layer in ("neck", "classifier")
         ax.add_patch(plt.Rectangle((col, -row), 0.92, 0.8, hatch="///" if new else None, ec="black",
-                                   fc="lightgrey" if rate == 0 else plt.cm.Blues(0.35 + 0.6 * rate)))
+                                   fc="lightgrey" if rate == 0 else plt.cm.Blues(0.25 + 0.45 * rate)))
         ax.text(col + 0.46, -row + 0.4, "frozen" if rate == 0 else f"x{rate:g}", ha="center", va="center", fontsize=8)
 ax.set_xticks(np.arange(len(rates)) + 0.46, list(rates), rotation=30, fontsize=8)
 ax.set_yticks(-np.arange(len(roles)) + 0.4, list(roles))
@@ -575,10 +575,10 @@ def run_finetune(body: nn.Module, regime: str, fraction: float, run_seed: int = 
     """Train, then test on the test people -> (result dict, trained embedding net)."""
     net, hist, extract_s, trainable = train_regime(body, regime, fraction, run_seed, backbone_scale)
     best = hist.best("val_acc")
-    restored = val_report(embed(net, x_val, device=DEVICE)).kfold.mean
-    # early stopping restored the best epoch's weights: the returned net scores what that epoch scored (within
-    # a pair or two that float rounding can move across the threshold)
-    assert abs(restored - best["val_acc"]) <= 2 / len(val_pairs.is_same), (regime, restored, best["val_acc"])
+    restored = val_report(embed(net, x_val, device=DEVICE)).auc
+    # early stopping restored the best epoch's weights: the returned net scores what that epoch scored (the AUC,
+    # which float rounding in another batch size can move by a swapped pair or two, not the thresholded accuracy)
+    assert abs(restored - best["val_auc"]) <= 1e-3, (regime, restored, best["val_auc"])
     scores = test_scores(embed(net, x_test, device=DEVICE))
     rep = verification_report(scores, test_pairs.is_same, folds=10, far_targets=FARS)
     result = {"AUC": rep.auc, "10-fold acc": rep.kfold.mean, **{f"TAR@FAR={t.far_target:g}": t.tar
@@ -688,7 +688,8 @@ for col, f in enumerate(FRACTIONS):
                 if res is None:
                     continue
                 h = res["history"]
-                ax.plot(h["epoch"], h["val_acc"], color=f"C{i}", lw=0.9, label=f"{p}, {r}" if s == seed else None)
+                ax.plot(h["epoch"], h["val_acc"], color=f"C{i}", lw=0.9, marker="o", ms=2.5,
+                        label=f"{p}, {r}" if s == seed else None)
                 if h.stopped_epoch is not None:
                     ax.plot(h.stopped_epoch, h.records[-1]["val_acc"], "x", color=f"C{i}")
         ax.set(title=f"{arch}, {f:.0%} of the labels", xlabel="epoch", ylabel="validation accuracy")
@@ -1025,7 +1026,7 @@ ax.legend(fontsize=8)
 plt.show()
 fk.notebook.say(f"Masked-character model: {len(text_curve.losses)} steps in {text_seconds:.0f} s; held-out loss "
                 f"**{text_val_loss:.3f}** nats against {unigram:.3f} for character frequencies alone "
-                f"({1 - text_val_loss / unigram:+.1%} below it) and {math.log(VOCAB):.3f} for a uniform guess.")
+                f"({text_val_loss / unigram - 1:+.1%} relative to it) and {math.log(VOCAB):.3f} for a uniform guess.")
 record("text_mlm_val_loss", round(text_val_loss, 4))
 record("text_unigram_loss", round(unigram, 4))
 if PROFILE != "smoke":
