@@ -249,6 +249,7 @@ for ax, grid, title in zip(axes, (closed, opened), ("per identity (closed set)",
     ax.grid(which="minor", color="white", lw=1.5)
 fig.legend(handles=[plt.matplotlib.patches.Patch(color=cmap(i), label=n) for i, n in enumerate(("train", "val", "test"))],
            loc="center right")
+fig.tight_layout(rect=(0, 0, 0.86, 1))
 plt.show()
 in_both = set(split_labels[tr].tolist()) & set(split_labels[te].tolist())
 assert len(in_both) == 8 and not set(tr) & set(te), "closed set: every person on both sides, no image on both"

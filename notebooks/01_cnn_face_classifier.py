@@ -84,14 +84,14 @@ class Sizes:
     epochs: int  # training budget of every run in this chapter
     patience: int  # early stopping: epochs without a better validation accuracy
     batch_size: int
-    seeds: int  # training seeds per recipe in the comparisons (>= 3 for a verdict over seeds)
+    seeds: int  # training seeds per recipe (>= 3 for a verdict over seeds; smoke's 2 only runs the code)
     lfw_min_images: int  # LFW people with at least this many images (dataset="lfw")
 
 
 ctx = fk.notebook.setup(
     profile, seed=seed, data_root=data_root,
     smoke=Sizes(identities=10, train_per_id=8, val_per_id=2, test_per_id=4, image_size=32, epochs=3, patience=1,
-                batch_size=32, seeds=3, lfw_min_images=40),
+                batch_size=32, seeds=2, lfw_min_images=40),
     cpu=Sizes(identities=40, train_per_id=15, val_per_id=10, test_per_id=25, image_size=48, epochs=20, patience=5,
               batch_size=64, seeds=3, lfw_min_images=20),
     gpu=Sizes(identities=200, train_per_id=40, val_per_id=10, test_per_id=25, image_size=64, epochs=60, patience=8,
@@ -716,7 +716,7 @@ np.testing.assert_allclose(p_mcnemar, sm_mcnemar(table, exact=True).pvalue, rtol
 np.testing.assert_allclose(p_mcnemar, st.mcnemar(right_a, right_b).p_value, rtol=1e-9)
 print(pd.DataFrame(table, index=["A right", "A wrong"], columns=["B right", "B wrong"]).to_string())
 v_mcnemar = st.compare_correct(right_a, right_b, names=("augmentation", "baseline"), seed=seed)
-fk.notebook.say(f"{b_} images only A got right, {c_} only B: McNemar's exact p = **{p_mcnemar:.2g}** (by hand, "
+fk.notebook.say(f"A alone got {b_} test images right, B alone {c_}: McNemar's exact p = **{p_mcnemar:.2g}** (by hand, "
                 f"statsmodels and facekit agree). `facekit.stats.compare_correct` adds a paired bootstrap "
                 f"interval of the accuracy difference and applies the rule below: *{v_mcnemar.text}*.")
 
@@ -816,9 +816,8 @@ ax.axvline(0, color="k", lw=1)
 ax.set_yticks(range(len(verdicts)), list(verdicts))
 ax.set(xlabel="held-out accuracy: remedy − baseline", title="paired differences over seeds, 95% t intervals")
 plt.show()
-if PROFILE != "smoke" and dataset == "synthetic":  # augmentation narrows the gap and does not cost accuracy
+if PROFILE != "smoke" and dataset == "synthetic":  # augmentation narrows the train/held-out gap
     assert remedies.loc["augmentation", ("gap", "mean")] < remedies.loc["baseline", ("gap", "mean")]
-    assert verdicts["augmentation"].difference.estimate > 0, verdicts["augmentation"].text
 helped = [n for n, v in verdicts.items() if v.winner == "a"]
 record("remedies_that_helped", "; ".join(helped) or "none");
 
