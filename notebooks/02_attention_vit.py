@@ -859,9 +859,9 @@ fk.notebook.say(f"**Seed {seed}, same {N_TEST} test images:** "
                 f"**Over {len(SEEDS)} seeds:** {vit_vs_cnn.text}.")
 
 # %% [markdown]
-# The verdict `no detectable difference at this size` does not mean the two are equal: it says that this test set and these seeds
-# cannot tell. A gap that survives the paired test over seeds is one a reader can rely on when they retrain; a gap
-# that only survives McNemar on one run may be the luck of that run's initial weights.
+# The verdict `no detectable difference at this size` does not mean the two are equal: it says that this test set
+# and these seeds cannot tell. A gap that survives the paired test over seeds is one a reader can rely on when they
+# retrain; a gap that only survives McNemar on one run may be the luck of that run's initial weights.
 #
 # The diagnosis, from the training accuracies: a model that does not even fit its training set *underfits*
 # (what makes fitting easier should help: a convolutional stem, more steps), one that fits it but not the test
@@ -971,9 +971,9 @@ if PROFILE != "smoke" and synthetic:
 # ### On real faces
 #
 # The same comparison on a real closed set when it is on disk: ORL (40 people, 10 grey 92×112 images each;
-# a centre crop to 64×64, split per person with `n_test=0.2`, `n_val=0.1`) and, at the gpu profile, LFW people with enough images. ORL
-# has 7 training images per person: smaller data still. One seed each here (the budget goes to the synthetic
-# verdicts), so the comparisons are McNemar's on the same test images: test-set noise only.
+# a centre crop to 64×64, split per person with `n_test=0.2`, `n_val=0.1`) and, at the gpu profile, LFW people with
+# enough images. ORL has 7 training images per person: smaller data still. One seed each here (the budget goes to
+# the synthetic verdicts), so the comparisons are McNemar's on the same test images: test-set noise only.
 
 # %%
 real_sets = [real_dataset] if real_dataset else []
@@ -1122,6 +1122,14 @@ fig.tight_layout()
 plt.show()
 
 # %% [markdown]
+# How to read the three rows: the top row is the face, the middle row the class token's attention in the last
+# block alone, the bottom row the rollout through all blocks. Red is where the class token reads from. The last
+# block alone is often patchy and can single out a few background patches (attention *sinks* that collect weight
+# without carrying much); rollout, which accounts for the residual path and every earlier layer, is smoother and
+# usually covers the face. Neither is yet a measurement: "Which regions carry the weight" below turns "it looks at
+# the eyes" into a number.
+
+# %% [markdown]
 # **Explore it:** choose a query (the class token or any patch), a layer and a head (or their mean) of the analysed
 # ViT and see where that token looks on one test face; the maps of every layer and head are computed once.
 
@@ -1131,20 +1139,14 @@ from facekit.explore import explore_attention
 explore_attention(vit, probe_x[0])
 
 # %% [markdown]
-# How to read the three rows: the top row is the face, the middle row the class token's attention in the last
-# block alone, the bottom row the rollout through all blocks. Red is where the class token reads from. The last
-# block alone is often patchy and can single out a few background patches (attention *sinks* that collect weight
-# without carrying much); rollout, which accounts for the residual path and every earlier layer, is smoother and
-# usually covers the face. Neither is yet a measurement: the next cell turns "it looks at the eyes" into a number.
-#
 # ### Which regions carry the weight
 #
 # The synthetic generator knows where each face's eyes, nose tip and mouth corners are (`SyntheticFaces.render`
-# returns five landmarks) and its face box (forehead to chin). We measure the share of the class token's rollout that falls in discs around them,
-# and compare it with the share of the image those discs cover: an **enrichment** above 1 means the model reads
-# from there more than from a random spot. We add the region above the eyes up to a little above the face box
-# (forehead and hair: each synthetic person has a hair style and colour of their own). The regions overlap; the
-# rows are not a partition. The map of a patch spreads its weight evenly over its $P\times P$
+# returns five landmarks) and its face box (forehead to chin). We measure the share of the class token's rollout
+# that falls in discs around them, and compare it with the share of the image those discs cover: an **enrichment**
+# above 1 means the model reads from there more than from a random spot. We add the region above the eyes up to a
+# little above the face box (forehead and hair: each synthetic person has a hair style and colour of their own).
+# The regions overlap; the rows are not a partition. The map of a patch spreads its weight evenly over its $P\times P$
 # pixels, so the shares are exact sums. (With a convolutional stem a token also sees a few pixels beyond its
 # patch, so there the patch-to-pixel mapping is approximate.)
 
@@ -1295,7 +1297,8 @@ if PROFILE != "smoke":
 #
 # Two cautions. Attention maps show where information is *read from*, not what the decision *depends on*: a
 # patch can get weight and be ignored by the MLPs after it (occluding the region and measuring the change of the
-# prediction answers that question). And rollout's averaging over heads and the added identity smooth the maps by construction.
+# prediction answers that question). And rollout's averaging over heads and the added identity smooth the maps by
+# construction.
 #
 # ## 8. Attention inside a CNN
 #
@@ -1391,8 +1394,8 @@ fk.notebook.say(f"Pool weights: the largest weight per face is {pool_w.amax(dim=
 # hidden solution, and a check cell that prints a tick or says what was expected. The stars grade the
 # difficulty: ★ needs only this chapter's formulas, ★★ asks you to write a piece yourself, ★★★ is open.
 #
-# **Exercise 1 ★ (predict, then run).** If all keys are identical, what are the attention weights of any query, whatever
-# the query is? Predict, then compute them for the tiny example with `K` replaced by four copies of `K[0]`.
+# **Exercise 1 ★ (predict, then run).** If all keys are identical, what are the attention weights of any query,
+# whatever the query is? Predict, then compute them for the tiny example with `K` replaced by four copies of `K[0]`.
 
 # %%
 weights_same_keys = None  # your answer: the (4, 4) weights when every key equals K[0]
@@ -1408,9 +1411,9 @@ fk.notebook.check("weights with identical keys", weights_same_keys, torch.full((
 # Why it comes out that way: with identical keys every score in a row is the same number, and the softmax of equal
 # numbers is uniform, whatever the query. Attention can only discriminate between keys that differ.
 #
-# **Exercise 2 ★ (change a parameter and explain).** Divide the scores by $d_k$ instead of $\sqrt{d_k}$ and measure the mean
-# largest weight at $d_k = 1024$ (16 keys, as in section 2). What happens as $d_k$ grows, and why is that as bad as
-# saturation?
+# **Exercise 2 ★ (change a parameter and explain).** Divide the scores by $d_k$ instead of $\sqrt{d_k}$ and measure
+# the mean largest weight at $d_k = 1024$ (16 keys, as in section 2). What happens as $d_k$ grows, and why is that
+# as bad as saturation?
 
 # %%
 max_weight_over_dk = None  # your answer: mean largest weight at d_k = 1024 with scores / d_k
@@ -1426,9 +1429,9 @@ print(f"{max_weight_over_dk:.4f}: the scores now have std 1/sqrt(d_k), so the we
 fk.notebook.check("max weight with scores / d_k (near uniform)", max_weight_over_dk, 1 / N_KEYS, rtol=0.1)
 
 # %% [markdown]
-# **Exercise 3 ★★ (implement from scratch).** Write `patchify(image, p)`: a `(C, H, W)` image to the `(N, C*p*p)` matrix of
-# its flattened non-overlapping patches, row by row, each patch flattened channel first. The check compares it with
-# `torch.nn.functional.unfold`, the operation the patch-embedding convolution performs.
+# **Exercise 3 ★★ (implement from scratch).** Write `patchify(image, p)`: a `(C, H, W)` image to the `(N, C*p*p)`
+# matrix of its flattened non-overlapping patches, row by row, each patch flattened channel first. The check
+# compares it with `torch.nn.functional.unfold`, the operation the patch-embedding convolution performs.
 
 # %%
 def patchify(image, p):
@@ -1467,10 +1470,10 @@ fk.notebook.check("softmax Jacobian", softmax_jacobian(torch.softmax(s_ex, 0)),
                   torch.autograd.functional.jacobian(lambda s: torch.softmax(s, 0), s_ex), atol=1e-6)
 
 # %% [markdown]
-# **Exercise 5 ★★ (predict, then run).** Section 5 showed that without positions the class token cannot tell a face from its
-# shuffled patches. *With* the trained ViT's learned position embeddings added, does shuffling the patches change
-# its prediction on test faces? Predict the share of the first 32 test faces whose predicted person stays the same,
-# then measure it (shuffle the patch tokens *after* the patch embedding, before the positions are added).
+# **Exercise 5 ★★ (predict, then run).** Section 5 showed that without positions the class token cannot tell a face
+# from its shuffled patches. *With* the trained ViT's learned position embeddings added, does shuffling the patches
+# change its prediction on test faces? Predict the share of the first 32 test faces whose predicted person stays
+# the same, then measure it (shuffle the patch tokens *after* the patch embedding, before the positions are added).
 
 # %%
 share_unchanged = None  # your answer: fraction of 32 test faces whose prediction survives the shuffle
@@ -1496,10 +1499,11 @@ with torch.no_grad():
 fk.notebook.check("share of predictions unchanged", share_unchanged, expected_share.item(), atol=1e-6)
 
 # %% [markdown]
-# **Exercise 6 ★★★ (open question).** The convolutional stem helps the ViT far more than augmentation does at this size.
-# Is that because it adds *locality* (each token sees a small neighbourhood) or because it makes *optimisation*
-# easier (smoother early layers, better-conditioned gradients)? Design an experiment that separates the two, say
-# what each answer would predict, and what it would cost at the cpu profile.
+# **Exercise 6 ★★★ (open question).** Compare the rows of the convolutional stem and of augmentation in
+# section 6's remedies table. Suppose the stem helps the ViT much more than augmentation. Is that because it adds
+# *locality* (each token sees a small neighbourhood) or because it makes *optimisation* easier (smoother early
+# layers, better-conditioned gradients)? Design an experiment that separates the two, say what each answer would
+# predict, and what it would cost at the cpu profile.
 
 # %% [markdown] tags=["solution"] jupyter={"source_hidden": true}
 # *One answer.* Keep the stem's optimisation benefits and remove its locality: a stem of 1×1 convolutions with the

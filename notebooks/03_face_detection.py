@@ -297,8 +297,9 @@ plt.show()
 # of faces found can never exceed $1/k$ (the last column), and its IoU with the best face drops because the box is
 # pulled between faces.
 #
-# With two faces the problem is more serious than "finds only one". If the label of a two-face image is one of its faces
-# chosen at random (which one is "the" face?), the squared error is minimised by the *mean* of the possible labels:
+# With two faces the problem is more serious than "finds only one". If the label of a two-face image is one of its
+# faces chosen at random (which one is "the" face?), the squared error is minimised by the *mean* of the possible
+# labels:
 # $\arg\min_b \tfrac12\|b - y_A\|^2 + \tfrac12\|b - y_B\|^2 = (y_A + y_B)/2$, a box **between** the two faces. We
 # train the same network that way and measure where its box lands:
 
@@ -1181,8 +1182,9 @@ exploration
 #   trained on WIDER FACE and CelebA; boxes, probabilities and five landmarks.
 #
 # Every detector gets the same uint8 RGB images, one at a time; to draw each one's whole precision-recall curve
-# they run with permissive thresholds (dlib's SVM threshold lowered by `adjust_threshold=-0.5`; ours keeps `score_threshold=0.05`), which can
-# only raise AP. Speed is images per second on this machine's CPU, after one warm-up call.
+# they run with permissive thresholds (dlib's SVM threshold lowered by `adjust_threshold=-0.5`; ours keeps
+# `score_threshold=0.05`), which can only raise AP. Speed is images per second on this machine's CPU, after one
+# warm-up call.
 
 # %%
 BASELINES = {
@@ -1313,13 +1315,15 @@ if PROFILE != "smoke":
 
 # %% [markdown]
 # Two cautions in reading the real-photo table. It has few faces, so one face more or less moves the recall by
-# several points (printed above). And its boxes were drawn in the convention of dlib's own detector: a detector whose boxes sit differently
-# on the face (compare the "median IoU of hits" and "area / face area" columns) can find every face (AP@0.5) and
-# still lose at COCO's strict IoU thresholds, so COCO AP on these photos partly measures box convention, not only
-# quality. Our detector's speed also depends on how many candidates reach NMS (the "detections/img" column).
+# several points (printed above). And its boxes were drawn in the convention of dlib's own detector: a detector
+# whose boxes sit differently on the face (compare the "median IoU of hits" and "area / face area" columns) can
+# find every face (AP@0.5) and still lose at COCO's strict IoU thresholds, so COCO AP on these photos partly
+# measures box convention, not only quality. Our detector's speed also depends on how many candidates reach NMS
+# (the "detections/img" column).
 #
 # The detections on one real test photo (green: the annotated faces; red: each detector's detections at its
-# usual operating point: all the Haar cascade returns, dlib's SVM margin above 0, MTCNN and ours at the scores in `OPERATING_POINT`):
+# usual operating point: all the Haar cascade returns, dlib's SVM margin above 0, MTCNN and ours at the scores in
+# `OPERATING_POINT`):
 
 # %%
 OPERATING_POINT = {"Haar (OpenCV)": -np.inf, "dlib HOG": 0.0, "MTCNN": 0.9, "ours (synthetic)": 0.5,
@@ -1822,19 +1826,19 @@ dup_p, dup_r = pr_by_hand(dup_found, toy_truth)
 fk.notebook.check("AP@0.5 with the duplicate", ap_with_duplicate, ap_by_hand(dup_p, dup_r), atol=1e-9)
 
 # %% [markdown]
-# **Exercise 6 ★★★ (open question).** On the real photos the noise rule could not name either detector: the test set is a
-# handful of photos. With the same data on disk (four training and five test photos of dlib's set), how would you
-# design the fine-tuning comparison so that it *can* reach a verdict, and what would it cost? Remember what the
-# noise rule asks for: a paired difference whose 95% interval excludes zero, over at least 100 test images (or 3
-# seeds), and think about which of the two is the real limit here.
+# **Exercise 6 ★★★ (open question).** On the real photos the noise rule could not name either detector: the test
+# set is a handful of photos. With the same data on disk (four training and five test photos of dlib's set), how
+# would you design the fine-tuning comparison so that it *can* reach a verdict, and what would it cost? Remember
+# what the noise rule asks for: a paired difference whose 95% interval excludes zero, over at least 100 test images
+# (or 3 seeds), and think about which of the two is the real limit here.
 
 # %% [markdown] tags=["solution"] jupyter={"source_hidden": true}
 # *One answer.* Use every photo for testing in turn: leave-one-photo-out (or k-fold over the nine photos), fine-tune
 # on the others, and score the held-out photo's faces, so every face counts once as a test item; then compare
 # regimes with a paired bootstrap over photos *and* several seeds. That gives about 40 test faces instead of 25 and a
 # spread over photos, still below the noise rule's 100 test images, so the honest conclusion may still be
-# `no detectable difference at this size`: the real fix is more annotated photos (WIDER FACE has tens of thousands). The cost is nine
-# fine-tuning runs per regime and seed, about nine times this section's.
+# `no detectable difference at this size`: the real fix is more annotated photos (WIDER FACE has tens of
+# thousands). The cost is nine fine-tuning runs per regime and seed, about nine times this section's.
 
 # %% [markdown]
 # ## Summary
