@@ -38,7 +38,7 @@
 # (`dataset[i]` returns an `(image, label)` pair).
 # %% tags=["parameters"]
 profile = "auto"  # smoke | cpu | gpu | auto (auto: $FACEKIT_PROFILE, else gpu if CUDA, else cpu)
-dataset = "synthetic"  # the data the tour starts with; the real sets below are shown whenever found
+dataset = "synthetic"  # accepted like every chapter; the tour shows the synthetic data and each real set found
 data_root = ""  # folder with lfw/, att_faces/, dlib_faces/; empty: FACEKIT_DATA, ./data, ../shared/datasets
 seed = 0
 
