@@ -492,7 +492,8 @@ assert max(change) < 0.2
 #
 # As in chapter 1: synthetic people by default (or `dataset`), a fixed number of images per person split
 # **per person** into train, validation and test, so every test face shows someone seen in training. The
-# training set is deliberately small, the regime of many face tasks and the one where transformers struggle.
+# training set is deliberately small, the regime of many face tasks and the one where transformers trained from
+# scratch are known to struggle (Dosovitskiy et al., 2021).
 
 
 # %%
@@ -882,7 +883,7 @@ if PROFILE != "smoke" and synthetic:
     assert vit_vs_cnn.winner == "b", f"on small data the CNN beats the plain ViT over seeds: {vit_vs_cnn.text}"
 
 # %% [markdown]
-# ### Why the transformer loses here, and what helps
+# ### What the ViT lacks on small data, and what might help
 #
 # A convolution builds in two assumptions about images: nearby pixels belong together (locality) and a pattern
 # means the same thing wherever it appears (translation equivariance). A ViT has neither: its position
