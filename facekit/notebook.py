@@ -20,7 +20,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["Context", "setup", "say", "check", "ExerciseFailed", "sizes_table"]
+__all__ = ["Context", "setup", "say", "check", "ExerciseFailed", "sizes_table", "committed_durations",
+           "durations_sentence"]
 
 
 @dataclass
@@ -171,3 +172,45 @@ def check(name: str, got: Any, expected: Any, *, rtol: float = 1e-5, atol: float
         raise ExerciseFailed(f"✗ {name}: expected {shown}, got {got_shown}; check your solution and re-run")
     print(f"✓ {name}: correct")
     return True
+
+
+def committed_durations(stem: str, reports_dir=None) -> dict[str, tuple[float, str, str]]:
+    """How long chapter `stem` took in the committed report runs: ``{profile: (seconds, run, started)}``.
+
+    Reads every ``reports/<run>/summary.json`` (the project's own ``reports/`` unless `reports_dir` is given) and
+    keeps, per profile, the newest run in which `stem` finished ``ok``. A dry run is not a duration of its
+    profile and is left out.
+    """
+    import json
+    from pathlib import Path
+
+    root = Path(reports_dir) if reports_dir is not None else Path(__file__).resolve().parents[1] / "reports"
+    latest: dict[str, tuple[float, str, str]] = {}
+    for path in sorted(root.glob("*/summary.json")):
+        try:
+            run = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue  # a broken summary is the report runner's business, not a chapter's
+        if run.get("dry_run") or run.get("options", {}).get("dry_run"):
+            continue
+        profile, started = run.get("profile", "?"), run.get("started") or ""
+        for entry in run.get("notebooks", []):
+            if entry.get("name") == stem and entry.get("status") == "ok" and entry.get("duration_s"):
+                if started >= latest.get(profile, (0.0, "", ""))[2]:
+                    latest[profile] = (float(entry["duration_s"]), path.parent.name, started)
+    return latest
+
+
+def durations_sentence(stem: str, reports_dir=None) -> str:
+    """One sentence for a chapter's opening: its committed durations per profile, or that none exists yet.
+
+    >>> durations_sentence("no_such_chapter", reports_dir="/nonexistent")
+    'No committed run of this chapter yet.'
+    """
+    found = committed_durations(stem, reports_dir)
+    if not found:
+        return "No committed run of this chapter yet."
+    order = {"smoke": 0, "cpu": 1, "gpu": 2}
+    parts = [f"**{prof}** {sec / 60:.1f} min (run `{run}`)"
+             for prof, (sec, run, _) in sorted(found.items(), key=lambda kv: order.get(kv[0], 9))]
+    return "Committed runs of this chapter: " + "; ".join(parts) + "."

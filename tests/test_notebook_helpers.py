@@ -50,3 +50,30 @@ def test_check_passes_close_values_and_names_the_expected_one(capsys):
         check("todo", None, 1.0)
     with pytest.raises(ExerciseFailed, match="'b'"):
         check("label", "a", "b")
+
+
+def _summary(folder, profile, started, entries, **extra):
+    import json
+
+    folder.mkdir(parents=True)
+    (folder / "summary.json").write_text(json.dumps({"profile": profile, "started": started, "notebooks": entries,
+                                                     **extra}))
+
+
+def test_committed_durations_keep_the_newest_ok_run_per_profile(tmp_path):
+    from facekit.notebook import committed_durations, durations_sentence
+
+    ok = {"name": "01_x", "status": "ok", "duration_s": 120.0}
+    _summary(tmp_path / "a", "cpu", "2026-01-01", [ok])
+    _summary(tmp_path / "b", "cpu", "2026-02-01", [{**ok, "duration_s": 300.0}])
+    _summary(tmp_path / "c", "cpu", "2026-03-01", [{**ok, "status": "failed"}])
+    _summary(tmp_path / "d", "smoke", "2026-03-01", [{**ok, "duration_s": 30.0}, {"name": "02_y", "status": "ok",
+                                                                                  "duration_s": 9.0}])
+    _summary(tmp_path / "e", "gpu", "2026-03-01", [ok], dry_run=True)
+    (tmp_path / "f").mkdir()
+    (tmp_path / "f" / "summary.json").write_text("{not json")
+    found = committed_durations("01_x", tmp_path)
+    assert found == {"cpu": (300.0, "b", "2026-02-01"), "smoke": (30.0, "d", "2026-03-01")}
+    text = durations_sentence("01_x", tmp_path)
+    assert text.index("**smoke** 0.5 min") < text.index("**cpu** 5.0 min (run `b`)")
+    assert durations_sentence("03_z", tmp_path) == "No committed run of this chapter yet."

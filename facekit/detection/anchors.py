@@ -42,7 +42,7 @@ TARGET_WIDTH = LANDMARK_VALID + 1
 class AnchorConfig:
     strides: tuple[int, ...] = (8, 16, 32)  # pixels per cell of each feature level
     sizes: tuple[tuple[float, ...], ...] = ((12.0, 20.0), (32.0, 48.0), (80.0, 128.0))  # anchor sides (px) per level
-    positive_iou: float = 0.35  # IoU at or above which an anchor is a face (RetinaFace's 0.35)
+    positive_iou: float = 0.35  # IoU at or above which an anchor is a face (S3FD's 0.35; RetinaFace uses 0.5 and 0.3)
     negative_iou: float = 0.35  # IoU below which an anchor is background; between the two: ignored
 
     def __post_init__(self):
