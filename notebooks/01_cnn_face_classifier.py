@@ -914,7 +914,7 @@ fk.notebook.say(explain[v_resnet.winner] + " Exercise 6 asks how you would find 
 # pipeline: a centre crop, grey at the chapter's image size, `n_test=0.2` and `n_val=0.1` per person, the article's CNN with and
 # without augmentation, and the residual CNN, with the first seed. (Set `real_dataset=""` to skip; the section
 # says so when the data are absent.) Before reading the result, note the size of the test set: with 2 test
-# images per person, it is small, and the noise rule will say so.
+# images per person it is small, and below `st.MIN_ITEMS` test images the noise rule names no winner at all.
 
 # %%
 real_results, real_correct = {}, {}
@@ -949,8 +949,7 @@ else:
 # %% [markdown]
 # Reading a small real-data result: ORL's people are photographed upright and frontal against a dark, plain
 # background, so a small CNN separates them easily; but with two test images per person every accuracy above rests
-# on few images, the intervals are wide, and the noise rule refuses to name a winner below its minimum test
-# size. To compare recipes on ORL you would need several seeds (as in section 6) or several splits of its
+# on few images and its interval is wide. To compare recipes on ORL you would need several seeds (as in section 6) or several splits of its
 # images, each a repetition that the paired rule can use.
 
 # %% [markdown]
