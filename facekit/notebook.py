@@ -191,7 +191,7 @@ def committed_durations(stem: str, reports_dir=None) -> dict[str, tuple[float, s
             run = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, ValueError):
             continue  # a broken summary is the report runner's business, not a chapter's
-        if run.get("dry_run") or run.get("options", {}).get("dry_run"):
+        if (run.get("options") or {}).get("max_steps"):  # a dry run (FACEKIT_MAX_STEPS)
             continue
         profile, started = run.get("profile", "?"), run.get("started") or ""
         for entry in run.get("notebooks", []):

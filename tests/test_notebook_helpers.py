@@ -69,7 +69,7 @@ def test_committed_durations_keep_the_newest_ok_run_per_profile(tmp_path):
     _summary(tmp_path / "c", "cpu", "2026-03-01", [{**ok, "status": "failed"}])
     _summary(tmp_path / "d", "smoke", "2026-03-01", [{**ok, "duration_s": 30.0}, {"name": "02_y", "status": "ok",
                                                                                   "duration_s": 9.0}])
-    _summary(tmp_path / "e", "gpu", "2026-03-01", [ok], dry_run=True)
+    _summary(tmp_path / "e", "gpu", "2026-03-01", [ok], options={"max_steps": 2})
     (tmp_path / "f").mkdir()
     (tmp_path / "f" / "summary.json").write_text("{not json")
     found = committed_durations("01_x", tmp_path)
