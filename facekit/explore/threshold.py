@@ -86,8 +86,8 @@ def draw_threshold(fig, data: ThresholdData, threshold: float) -> OperatingPoint
     """Histograms with the threshold line and the four rates (left); the ROC with the operating point (right)."""
     p = _point(data.genuine, data.impostor, threshold)
     ax_h, ax_r = fig.subplots(1, 2, gridspec_kw={"width_ratios": [1.7, 1]})
-    ax_h.hist(data.impostor, data.bins, color="tab:red", alpha=0.55, label=f"impostor ({p.num_impostor})")
-    ax_h.hist(data.genuine, data.bins, color="tab:blue", alpha=0.55, label=f"genuine ({p.num_genuine})")
+    ax_h.hist(data.impostor, data.bins, histtype="stepfilled", color="tab:red", alpha=0.55, label=f"impostor ({p.num_impostor})")
+    ax_h.hist(data.genuine, data.bins, histtype="stepfilled", color="tab:blue", alpha=0.55, label=f"genuine ({p.num_genuine})")
     ax_h.axvline(threshold, color="k", lw=1.5)
     ax_h.axvspan(threshold, data.bins[-1], color="tab:green", alpha=0.07)
     ax_h.set(xlabel="score (accept when >= threshold)", ylabel="pairs",
