@@ -110,18 +110,24 @@ that matches its torch (torch 2.11 -> torchvision 0.26) and pip install it with 
 
   if [ -n "$wheels" ]; then
     [ -f "$wheels/requirements.txt" ] || die "--wheels $wheels holds no requirements.txt (made by: $0 wheels DIR)"
-    local venv="$here/.gpu-check-venv"
+    local venv="${FACEKIT_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/facekit}/gpu-check-venv"  # outside the checkout
     say "installing from $wheels into $venv (offline; the machine's torch stays where it is)"
+    rm -rf "$venv"
     "$py" -m venv "$venv"
     # the machine's packages (its torch) stay visible behind the venv's own: a .pth naming $py's site folders
     # (--system-site-packages would name the base interpreter's, not those of a venv or conda env holding torch)
     "$py" -c 'import site; print("\n".join(site.getsitepackages()))' \
       > "$("$venv/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/_machine_site.pth"
     "$venv/bin/python" -c 'import torch' || die "the venv does not see $py's torch"
-    "$venv/bin/python" -m pip install --quiet --no-index --find-links "$wheels" -r "$wheels/requirements.txt"
-    [ ! -s "$wheels/nodeps.txt" ] || "$venv/bin/python" -m pip install --quiet --no-index --find-links "$wheels" \
-      --no-deps -r "$wheels/nodeps.txt"
-    "$venv/bin/python" -m pip install --quiet --no-index --no-deps --force-reinstall "$wheels"/facekit-*.whl
+    # exactly the tested versions, --no-deps: the list is already closed over dependencies (torch's are the
+    # machine's), so pip never resolves, never replaces torch, and reads no index or configured wheel folder
+    local pip=(env -u PIP_FIND_LINKS -u PIP_INDEX_URL -u PIP_EXTRA_INDEX_URL PIP_CONFIG_FILE=/dev/null
+               "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --no-index --no-deps
+               --find-links "$wheels")
+    "${pip[@]}" -r "$wheels/requirements.txt"
+    [ ! -s "$wheels/nodeps.txt" ] || "${pip[@]}" -r "$wheels/nodeps.txt"
+    "${pip[@]}" --force-reinstall "$wheels"/facekit-*.whl
+    "$venv/bin/python" -c 'import torch; print(f"gpu_check: venv torch {torch.__version__}: {torch.__file__}")' >&2
     "$venv/bin/python" -m ipykernel install --sys-prefix --name python3 >/dev/null
     py="$venv/bin/python"
   fi
