@@ -113,7 +113,8 @@ def draw_detection(fig, raw: RawDetections, truth_boxes, ignore, curve, score_th
     if point.kept:
         ax_c.plot([point.recall], [point.precision], "o", color="k", ms=7)
     ax_c.set(xlim=(-0.02, 1.02), ylim=(-0.02, 1.02), xlabel="recall", ylabel="precision",
-             title=f"precision {point.precision:.2f}, recall {point.recall:.2f}")
+             title=(f"precision {point.precision:.2f}, recall {point.recall:.2f}" if point.kept
+                    else f"nothing kept: recall {point.recall:.2f}, precision undefined"))
     ax_c.title.set_fontsize(9)
     return point
 
