@@ -18,7 +18,7 @@ set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 DRY_STEPS=2
-BUDGET_S=540          # the whole run, install excluded: 9 of the 10 minutes
+BUDGET_S=420          # both runs: 7 of the 10 minutes, leaving about 2 for the offline install (144 wheels)
 BENCH_SHARE=45        # percent of the budget for chapter 07; the dry run gets the rest
 # not carried: the machine's torch stack; JupyterLab's server side (executing needs only a kernel); test-only tools
 EXCLUDED_RE='^(torch|torchvision|torchaudio|triton|nvidia-.*|cuda-.*|facekit|jupyterlab|jupyterlab-server|jupyter-lsp|jupyter-server.*|notebook|notebook-shim|nbval|pytest|pluggy|iniconfig|pycocotools|pytorch-metric-learning|playwright|greenlet|pyee)$'
@@ -40,7 +40,7 @@ usage: scripts/gpu_check.sh wheels DIR [--python PY] [--python-version X.Y]
   --wheels DIR        install from DIR (offline) into .gpu-check-venv; without it PY must already run facekit
   --python PY         the interpreter whose torch to use (default: python3)
   --out DIR           reports folder (default: reports)
-  --budget-s S        seconds for both runs (default 540); --steps N: dry-run steps per loop (default 2)
+  --budget-s S        seconds for both runs (default 420); --steps N: dry-run steps per loop (default 2)
   --notebooks "..."   chapters of the dry run (default: every notebook); --notebooks-dir: default notebooks
   --allow-cpu         no CUDA: rehearse on the CPU (chapter 07 dry-run too)
 EOF
