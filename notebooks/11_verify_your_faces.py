@@ -71,7 +71,8 @@ from PIL import Image
 
 import facekit as fk
 from facekit.reports import record
-from facekit.verify import identify_folders, pairs_from_folder, read_pair_list, verify_pairs, write_pair_list
+from facekit.verify import (NO_FACE_WARN, identify_folders, pairs_from_folder, read_pair_list, verify_pairs,
+                            write_pair_list)
 
 
 @dataclass(frozen=True)
@@ -218,7 +219,10 @@ display(STAGES)
 fallback = float(np.mean(RESULT.image_stages == "center"))
 record("verify_no_face_rate", fallback)
 fk.notebook.say(f"A detector found the face in {np.mean(RESULT.image_stages != 'center'):.1%} of the "
-                f"{len(RESULT.images)} photos; the centred fallback was used for {fallback:.1%}.")
+                f"{len(RESULT.images)} photos; the centred fallback was used for {fallback:.1%}."
+                + (f" **Warning:** that is more than {NO_FACE_WARN:.0%}; the centred box is right only for photos "
+                   f"centred on one face: add detectors (`-p detectors=hog,mtcnn,cnn`) and look at the hardest pairs."
+                   if fallback > NO_FACE_WARN else ""))
 
 # %% [markdown]
 # ## 4. The hardest pairs

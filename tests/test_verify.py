@@ -212,3 +212,19 @@ def test_a_single_fold_list_gets_balanced_folds(tmp_path, photos):
     assert all(0 < pl.subset.is_same[f].mean() < 1 for f in pl.subset.folds)
     result = verify_pairs(pl, fake_model, n_boot=50)
     assert [f.tolist() for f in result.folds] == [f.tolist() for f in pl.subset.folds]
+
+
+def test_many_faceless_photos_warn(tmp_path, photos, monkeypatch):
+    from facekit.verify import NoFaceWarning, evaluate
+    from facekit.verify.models import Embedded
+
+    def centred(paths):  # a model whose face finder found nothing in the photos of p00
+        stages = np.array(["center" if "p00" in str(p) else "hog" for p in paths])
+        return Embedded(fake_model(paths), stages, np.zeros(len(paths), int))
+
+    monkeypatch.setattr(evaluate, "make_embedder", lambda model, **options: centred)
+    with pytest.warns(NoFaceWarning, match=r"no face was detected in 3 of 36 photos \(8\.3%\)"):
+        result = verify_pairs(write_csv(tmp_path, all_rows()), "dlib", images=photos, n_boot=50)
+    table = result.stage_table().set_index("stage")
+    assert table.loc["center", "images"] == 3 and table.loc["hog", "images"] == 33
+    assert table.loc["center", "pairs"] == 6  # p00's four rows, p11's (p00/2.png) and p07's (p00/1.png)

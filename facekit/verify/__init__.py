@@ -11,12 +11,15 @@ enrols a folder of people and queries another (rank-1, CMC, open-set rejection a
 >>> from facekit.verify import verify_pairs, identify_folders, read_pair_list
 """
 
-from facekit.verify.evaluate import INTERVAL_FAR, REPORT_FARS, VerifyResult, verify_pairs
+from facekit.verify.evaluate import (INTERVAL_FAR, NO_FACE_WARN, REPORT_FARS, NoFaceWarning, VerifyResult,
+                                     verify_pairs)
 from facekit.verify.identify import IdentifyResult, folder_images, identify_folders
 from facekit.verify.models import DLIB_CHAIN, MODEL_OPTIONS, MODELS, Embedded, make_embedder
 from facekit.verify.pairs import (DEFAULT_FOLDS, InputError, PairList, PairListError, pairs_from_folder,
                                   read_pair_list, write_pair_list)
 
-__all__ = ["VerifyResult", "verify_pairs", "REPORT_FARS", "INTERVAL_FAR", "IdentifyResult", "identify_folders",
-           "folder_images", "Embedded", "MODELS", "MODEL_OPTIONS", "DLIB_CHAIN", "make_embedder", "PairList",
-           "PairListError", "InputError", "read_pair_list", "write_pair_list", "pairs_from_folder", "DEFAULT_FOLDS"]
+__all__ = ["VerifyResult", "verify_pairs", "NoFaceWarning", "NO_FACE_WARN", "REPORT_FARS", "INTERVAL_FAR",
+           "IdentifyResult", "identify_folders", "folder_images", "Embedded", "MODELS", "MODEL_OPTIONS", "DLIB_CHAIN",
+           "make_embedder", "PairList",
+           "PairListError", "InputError", "read_pair_list", "write_pair_list", "pairs_from_folder",
+           "DEFAULT_FOLDS"]

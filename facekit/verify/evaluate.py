@@ -14,6 +14,7 @@ independent. A pair whose photo has no face (``fallback="none"``) is left out an
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Sequence
@@ -31,6 +32,11 @@ REPORT_FARS = (1e-1, 1e-2, 1e-3)  # TAR@FAR rows of the report (a FAR below 1 / 
 INTERVAL_FAR = 1e-2  # the TAR@FAR given an interval
 N_BOOT = 1000  # bootstrap resamples of each interval
 STAGE_ORDER = (*STAGES, GIVEN_STAGE)
+NO_FACE_WARN = 0.02  # warn when more than this share of photos fell back to the centred box
+
+
+class NoFaceWarning(UserWarning):
+    """Many photos had no detected face and were cut by the centred fallback box."""
 
 
 @dataclass(frozen=True)
@@ -137,8 +143,6 @@ def _held_out_correct(scores: np.ndarray, is_same: np.ndarray, folds: list, kfol
 
 
 def _intervals(scores, is_same, correct, people, far: float, n_boot: int) -> dict:
-    import warnings
-
     import facekit.stats as st
 
     out = {}
@@ -193,6 +197,13 @@ def verify_pairs(pairs, model="dlib", *, images=None, on_error: str = "raise", f
     for path, stage in stage_of.items():
         if stage == "none":
             pair_list.errors.append(InputError("no face", str(pair_list.source), 0, f"no face found in {path}"))
+    fallback = float(np.mean(emb.stages == "center")) if len(images_list) else 0.0
+    if fallback > NO_FACE_WARN:
+        warnings.warn(f"no face was detected in {int((emb.stages == 'center').sum())} of {len(images_list)} photos "
+                      f"({fallback:.1%}); they were cut by a centred box, right only for photos centred on one "
+                      f"face. Add detectors (detectors=('hog', 'mtcnn', 'cnn')) or pass fallback='none' to leave "
+                      f"them out",
+                      NoFaceWarning, stacklevel=2)
     rank = {s: i for i, s in enumerate(STAGE_ORDER)}
     pair_stages = np.array([max(stage_of[a], stage_of[b], key=rank.get) for a, b in zip(sub.paths_a, sub.paths_b)])
     kept, scores = result.kept, result.scores
@@ -202,8 +213,8 @@ def verify_pairs(pairs, model="dlib", *, images=None, on_error: str = "raise", f
     report = verification_report(scores[kept], sub.is_same[kept], far_targets=far_targets)
     people = pair_list.people[kept]
     intervals = _intervals(scores[kept], sub.is_same[kept], correct[kept], people, INTERVAL_FAR, n_boot)
-    return VerifyResult(pair_list, scores, kept, correct & kept, result.kfold, kept_folds, report, intervals, images_list,
-                        np.array([stage_of[p] for p in images_list]), pair_stages, pair_list.errors,
+    return VerifyResult(pair_list, scores, kept, correct & kept, result.kfold, kept_folds, report, intervals,
+                        images_list, np.array([stage_of[p] for p in images_list]), pair_stages, pair_list.errors,
                         model if isinstance(model, str) else getattr(model, "__name__", "custom"), distance)
 
 
@@ -215,4 +226,4 @@ def _renumbered_folds(folds: list, kept: np.ndarray) -> list:
         np.array_split(np.arange(int(kept.sum())), 10)
 
 
-__all__ = ["VerifyResult", "verify_pairs", "REPORT_FARS", "INTERVAL_FAR"]
+__all__ = ["VerifyResult", "verify_pairs", "REPORT_FARS", "INTERVAL_FAR", "NoFaceWarning", "NO_FACE_WARN"]
