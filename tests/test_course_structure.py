@@ -19,7 +19,6 @@ CHAPTERS = sorted(NOTEBOOKS.glob("[0-9][0-9]_*.py"))
 PENDING = {
     "07_gpu_benchmarks",
     "08_compression_deployment",
-    "09_privacy_fairness",
     "10_pretrained_transfer",
 }
 
