@@ -20,6 +20,7 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 DRY_STEPS=2
 BUDGET_S=420          # both runs: 7 of the 10 minutes, leaving about 2 for the offline install (144 wheels)
 BENCH_SHARE=45        # percent of the budget for chapter 07; the dry run gets the rest
+DRY_CELL_S=60         # a dry-run cell slower than this fails its chapter and the next chapter runs
 # not carried: the machine's torch stack; JupyterLab's server side (executing needs only a kernel); test-only tools
 EXCLUDED_RE='^(torch|torchvision|torchaudio|triton|nvidia-.*|cuda-.*|facekit|jupyterlab|jupyterlab-server|jupyter-lsp|jupyter-server.*|notebook|notebook-shim|nbval|pytest|pluggy|iniconfig|pycocotools|pytorch-metric-learning|playwright|greenlet|pyee)$'
 # installed with --no-deps, as `make setup` does (facenet-pytorch pins an old torch)
@@ -41,6 +42,7 @@ usage: scripts/gpu_check.sh wheels DIR [--python PY] [--python-version X.Y]
   --python PY         the interpreter whose torch to use (default: python3)
   --out DIR           reports folder (default: reports)
   --budget-s S        seconds for both runs (default 420); --steps N: dry-run steps per loop (default 2)
+  --cell-timeout S    seconds a dry-run cell may take before its chapter is marked failed (default 60)
   --notebooks "..."   chapters of the dry run (default: every notebook); --notebooks-dir: default notebooks
   --allow-cpu         no CUDA: rehearse on the CPU (chapter 07 dry-run too)
 EOF
@@ -85,7 +87,7 @@ build_wheels() {
 # --- run: on the GPU machine -------------------------------------------------------------------------------
 run_check() {
   local wheels="" py="python3" out="reports" budget="$BUDGET_S" steps="$DRY_STEPS" notebooks="" nbdir="notebooks"
-  local allow_cpu=0
+  local allow_cpu=0 cell_s="$DRY_CELL_S"
   while [ $# -gt 0 ]; do
     case "$1" in
       --wheels) wheels="$2"; shift 2 ;;
@@ -93,6 +95,7 @@ run_check() {
       --out) out="$2"; shift 2 ;;
       --budget-s) budget="$2"; shift 2 ;;
       --steps) steps="$2"; shift 2 ;;
+      --cell-timeout) cell_s="$2"; shift 2 ;;
       --notebooks) notebooks="$2"; shift 2 ;;
       --notebooks-dir) nbdir="$2"; shift 2 ;;
       --allow-cpu) allow_cpu=1; shift ;;
@@ -102,6 +105,7 @@ run_check() {
   done
   [[ "$budget" =~ ^[0-9]+$ && "$budget" -ge 60 ]] || die "--budget-s $budget: give whole seconds >= 60"
   [[ "$steps" =~ ^[0-9]+$ && "$steps" -ge 1 ]] || die "--steps $steps: give a whole number >= 1"
+  [[ "$cell_s" =~ ^[0-9]+$ && "$cell_s" -ge 1 ]] || die "--cell-timeout $cell_s: give whole seconds >= 1"
   [ -d "$nbdir" ] || die "--notebooks-dir $nbdir does not exist (run from the checkout's root)"
   command -v "$py" >/dev/null || die "--python $py not found"
   "$py" -c 'import torch' 2>/dev/null || die "$py has no torch: this script uses the machine's own torch"
@@ -159,7 +163,7 @@ print(f"gpu_check: torch {torch.__version__}, CUDA {torch.version.cuda}, {d}, Py
   [ "$dry_s" -ge 30 ] || dry_s=30
   say "every chapter at the gpu profile, dry run of $steps steps (at most ${dry_s}s) -> $out"
   timeout --signal=INT --kill-after=30 "$dry_s" "$py" -m facekit report "${selection[@]}" --profile gpu \
-    --dry-run "$steps" --notebooks-dir "$nbdir" --reports-dir "$out" || rc=1
+    --dry-run "$steps" --timeout "$cell_s" --notebooks-dir "$nbdir" --reports-dir "$out" || rc=1
   say "done in $(( SECONDS - t0 ))s; the runs are the two newest folders of $out (see their summary.md)"
   return $rc
 }

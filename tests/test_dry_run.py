@@ -162,6 +162,8 @@ def test_gpu_check_script_syntax_and_usage_errors():
     assert out.returncode == 2 and "give the folder to fill" in out.stderr
     out = _script("run", "--python", sys.executable, "--budget-s", "5")
     assert out.returncode == 2 and "--budget-s 5" in out.stderr
+    out = _script("run", "--python", sys.executable, "--cell-timeout", "soon")
+    assert out.returncode == 2 and "--cell-timeout soon" in out.stderr
     out = _script("run", "--python", sys.executable, "--wheels", "/nonexistent")
     assert out.returncode == 2 and "no requirements.txt" in out.stderr
 
