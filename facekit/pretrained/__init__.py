@@ -15,7 +15,7 @@ and ``facenet`` loads it into facenet-pytorch's ``InceptionResnetV1`` (:func:`lo
 >>> descriptor = net(torch.from_numpy(face_chip(image, points)).permute(2, 0, 1)[None])  # doctest: +SKIP
 """
 
-from facekit.pretrained.descriptors import (BACKENDS, FaceFinding, LandmarkSettings, LFWDescriptorResult, cache_dir,
+from facekit.pretrained.descriptors import (BACKENDS, FaceFinding, LandmarkSettings, LFWDescriptorResult,
                                             compute_descriptors, dlib_embedder, evaluate_lfw_pairs, find_faces,
                                             image_descriptors, image_landmarks)
 from facekit.pretrained.finding import STAGES, FaceFinder, FaceFound, dlib_points_from_five
@@ -40,7 +40,7 @@ __all__ = ["DlibFormatError", "DlibLayer", "DlibNet", "dlib_model_path", "read_d
            "CHIP_SIZE", "CHIP_PADDING", "DESCRIPTOR_DIM", "MEAN_RGB", "SAME_PERSON_DISTANCE", "TEMPLATE_5",
            "ChipDetails", "chip_details", "extract_chip", "face_chip", "similarity_transform", "dlib_landmarks",
            "DlibNotInstalled", "compute_descriptors", "image_landmarks", "image_descriptors", "evaluate_lfw_pairs",
-           "LandmarkSettings", "LFWDescriptorResult", "BACKENDS", "cache_dir", "FaceFinding", "find_faces",
+           "LandmarkSettings", "LFWDescriptorResult", "BACKENDS", "FaceFinding", "find_faces",
            "dlib_embedder", "STAGES", "FaceFinder", "FaceFound", "dlib_points_from_five",
            "load_facenet", "standardize_faces", "facenet_cache_dir", "FacenetGraphError", "facenet_graph_path",
            "read_frozen_graph", "state_dict_from_graph",

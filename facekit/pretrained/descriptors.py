@@ -223,4 +223,4 @@ def evaluate_lfw_pairs(lfw_root=None, *, split: str = "pairs", backend: str = "t
 
 
 __all__ = ["compute_descriptors", "find_faces", "FaceFinding", "image_landmarks", "image_descriptors",
-           "evaluate_lfw_pairs", "dlib_embedder", "LandmarkSettings", "LFWDescriptorResult", "BACKENDS", "cache_dir"]
+           "evaluate_lfw_pairs", "dlib_embedder", "LandmarkSettings", "LFWDescriptorResult", "BACKENDS"]
