@@ -18,7 +18,6 @@ NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 CHAPTERS = sorted(NOTEBOOKS.glob("[0-9][0-9]_*.py"))
 PENDING = {
     "07_gpu_benchmarks",
-    "08_compression_deployment",
     "10_pretrained_transfer",
 }
 
