@@ -22,9 +22,9 @@ import numpy as np
 import torch
 
 from facekit.config import ConfigError
-from facekit.explore.core import Exploration, Slider
+from facekit.explore.core import Exploration, Slider, one_thread
 
-__all__ = ["HEADS", "MarginRegions", "make_head", "margin_regions", "meets_margin", "draw_margins", "explore_margins"]
+__all__ = ["HEADS", "MarginCache", "MarginRegions", "make_head", "margin_regions", "meets_margin", "draw_margins", "explore_margins"]
 
 RESOLUTION = 1440  # angles sampled around the circle (a quarter degree)
 HEADS = {  # name: (its margin argument, slider range lo, hi, step, the package default)
@@ -52,38 +52,41 @@ class MarginRegions:
     gap_fraction: float  # share of the circle where no class meets its margin
 
 
-def _unit(x) -> torch.Tensor:
-    x = torch.as_tensor(x).detach().cpu().to(torch.float64)
+def _unit(x) -> np.ndarray:
+    x = torch.as_tensor(x).detach().cpu().to(torch.float64).numpy()
     if x.ndim != 2 or x.shape[1] != 2:
-        raise ValueError(f"expected (K, 2) class directions or (N, 2) features, got shape {tuple(x.shape)}")
-    return torch.nn.functional.normalize(x, dim=1)
+        raise ValueError(f"expected (K, 2) class directions or (N, 2) features, got shape {x.shape}")
+    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
 
 
-def _meets(cos: torch.Tensor, head, k: torch.Tensor) -> torch.Tensor:
-    """(N, K) cosines, head, (N,) class -> (N,) bool: psi(theta_k) > max over the other classes' cosines."""
-    target = head.target_logit(cos.gather(1, k[:, None]).squeeze(1))  # (N,)
-    others = cos.scatter(1, k[:, None], -math.inf).amax(1)  # (N,)
-    return target > others
+def _meets(cos: np.ndarray, head, k: np.ndarray) -> np.ndarray:
+    """(N, K) cosines, head, (N,) class -> (N,) bool: psi(theta_k) > max over the other classes' cosines.
+
+    Only the head's target logit runs in torch (elementwise, the package's own formula); the rest is NumPy,
+    which small arrays pay no thread start-up for.
+    """
+    rows = np.arange(len(k))
+    with torch.no_grad():
+        target = head.target_logit(torch.from_numpy(np.ascontiguousarray(cos[rows, k]))).numpy()  # (N,)
+    others = cos.copy()
+    others[rows, k] = -np.inf
+    return target > others.max(1)
 
 
 def margin_regions(class_directions, head, resolution: int = RESOLUTION) -> MarginRegions:
     """Which class's margin each direction on the unit circle meets, for class weight directions (K, 2)."""
     w = _unit(class_directions)  # (K, 2)
     angles = np.arange(resolution) * (2 * np.pi / resolution)
-    u = torch.from_numpy(np.stack([np.cos(angles), np.sin(angles)], 1))  # (R, 2)
-    cos = u @ w.T  # (R, K)
+    cos = np.stack([np.cos(angles), np.sin(angles)], 1) @ w.T  # (R, K)
     nearest = cos.argmax(1)
-    with torch.no_grad():
-        ok = _meets(cos, head, nearest)
-    winner = torch.where(ok, nearest, torch.full_like(nearest, -1))
-    return MarginRegions(angles, winner.numpy(), nearest.numpy(), float((winner < 0).double().mean()))
+    winner = np.where(_meets(cos, head, nearest), nearest, -1)
+    return MarginRegions(angles, winner, nearest, float((winner < 0).mean()))
 
 
 def meets_margin(features, labels, class_directions, head) -> np.ndarray:
     """(N,) bool: whether each (N, 2) feature meets the margin of its own class (labels (N,))."""
     cos = _unit(features) @ _unit(class_directions).T  # (N, K)
-    with torch.no_grad():
-        return _meets(cos, head, torch.as_tensor(labels).long()).numpy()
+    return _meets(cos, head, torch.as_tensor(labels).long().numpy())
 
 
 def _runs(values: np.ndarray):
@@ -94,7 +97,22 @@ def _runs(values: np.ndarray):
     return [(a, b if b > a else b + len(values), values[a]) for a, b in zip(edges, np.roll(edges, -1))]
 
 
-def draw_margins(fig, class_directions, features, labels, margins: dict) -> dict:
+class MarginCache:
+    """Regions and per-feature verdicts of every (head, margin) computed once, so a moved slider only redraws."""
+
+    def __init__(self, class_directions, features=None, labels=None):
+        self.w, self.features, self.labels, self._done = class_directions, features, labels, {}
+
+    def __call__(self, name: str, m: float):
+        key = (name, round(float(m), 9))
+        if key not in self._done:
+            head = make_head(name, m)
+            ok = None if self.features is None else meets_margin(self.features, self.labels, self.w, head)
+            self._done[key] = (margin_regions(self.w, head), ok)
+        return self._done[key]
+
+
+def draw_margins(fig, class_directions, features, labels, margins: dict, cache: MarginCache | None = None) -> dict:
     """One disc per head: coloured sectors where a class meets its margin, white gaps, the toy's features on top
     (filled where a feature meets its own class's margin, hollow where not).
 
@@ -104,15 +122,15 @@ def draw_margins(fig, class_directions, features, labels, margins: dict) -> dict
     from matplotlib.collections import LineCollection, PatchCollection
     from matplotlib.patches import Circle, Wedge
 
-    w = _unit(class_directions).numpy()
+    w = _unit(class_directions)
     k = len(w)
     colors = [colormaps["tab10"](i % 10) for i in range(k)]
-    feats = _unit(features).numpy() if features is not None else None
+    cache = cache or MarginCache(w, features, labels)
+    feats = _unit(features) if features is not None else None
     axes = fig.subplots(1, len(margins))
     out = {}
     for ax, (name, m) in zip(np.atleast_1d(axes), margins.items()):
-        head = make_head(name, m)
-        regions = margin_regions(w, head)
+        regions, ok = cache(name, m)
         step = 360.0 / len(regions.angles)
         sectors = [(Wedge((0, 0), 1.0, a * step, b * step), colors[cls]) for a, b, cls in _runs(regions.winner)
                    if cls >= 0]
@@ -124,7 +142,6 @@ def draw_margins(fig, class_directions, features, labels, margins: dict) -> dict
         share = math.nan
         if feats is not None:
             lab = np.asarray(labels)
-            ok = meets_margin(feats, lab, w, head)
             share = float(ok.mean())
             radius = 1.0 + 0.05 * np.sin(np.arange(len(feats)) * 12.9898)  # a fixed spread, to see overlaps
             xy = feats * radius[:, None]
@@ -147,9 +164,9 @@ def explore_margins(class_weights, features=None, labels=None, **margins) -> Exp
         features, labels: optional (N, 2) features of faces and their (N,) classes, drawn on the circle.
         **margins: starting margins, e.g. ``ArcFace=0.5`` (defaults: the package's defaults).
     """
-    w = _unit(class_weights).numpy()
+    w = _unit(class_weights)
     if features is not None:
-        features = _unit(features).numpy()
+        features = _unit(features)
         labels = None if labels is None else torch.as_tensor(labels).detach().cpu().long().numpy()
         if labels is None or len(labels) != len(features):
             raise ConfigError("features need labels of the same length")
@@ -160,8 +177,13 @@ def explore_margins(class_weights, features=None, labels=None, **margins) -> Exp
         raise ConfigError(f"unknown margin(s) {sorted(unknown)}; use {', '.join(HEADS)}")
     controls = {name: Slider(lo, hi, step, float(margins.get(name, default)), description=f"{name} {arg}")
                 for name, (arg, lo, hi, step, default) in HEADS.items()}
+    cache = MarginCache(w, features, labels)
+    with one_thread():
+        for name in HEADS:  # every slider position of every head, now: ~250 small evaluations
+            for m in controls[name].values():
+                cache(name, m)
     return Exploration(
-        lambda fig, **m: draw_margins(fig, w, features, labels, m),
+        lambda fig, **m: draw_margins(fig, w, features, labels, m, cache),
         controls, figsize=(9.0, 3.5),
         static_grid=[{n: HEADS[n][1] for n in HEADS}, {"SphereFace": 2.0, "CosFace": 0.5, "ArcFace": 0.8}],
         grid_title="no margin (left) and larger margins (right)",
