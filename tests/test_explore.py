@@ -50,11 +50,13 @@ def test_frontend_kernel_without_server_session_is_static(kernel):
 
 
 def test_frontend_jupyter_server_session_is_widget(kernel):
+    pytest.importorskip("ipywidgets")
     kernel.setenv("JPY_SESSION_NAME", "/home/me/notebooks/01.ipynb")
     assert frontend()[0] == "widget"
 
 
 def test_frontend_env_forces_either_way(kernel):
+    pytest.importorskip("ipywidgets")
     kernel.setenv("JPY_SESSION_NAME", "01.ipynb")
     kernel.setenv(core.STATIC_ENV, "1")
     assert frontend()[0] == "static"
@@ -121,7 +123,7 @@ def test_static_display_shows_default_and_grid(monkeypatch, kernel):
 
 
 def test_widget_display_and_slider_move(monkeypatch, kernel):
-    import ipywidgets
+    ipywidgets = pytest.importorskip("ipywidgets")
     import IPython.display
 
     kernel.setenv("JPY_SESSION_NAME", "t.ipynb")
@@ -449,6 +451,21 @@ def test_generator_exploration_static_grid_is_the_presets():
     assert ex.params["yaw"] == Difficulty().yaw
     assert ex.static_grid[1]["occlusion_prob"] == Difficulty.preset("hard").occlusion_prob
     assert ex.update(person=3).startswith(PNG_MAGIC)
+
+
+def test_frontend_without_ipywidgets_is_static(kernel, monkeypatch):
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_widgets(name, *args, **kwargs):
+        if name == "ipywidgets":
+            raise ImportError("no ipywidgets")
+        return real_import(name, *args, **kwargs)
+
+    kernel.setenv("JPY_SESSION_NAME", "01.ipynb")
+    monkeypatch.setattr(builtins, "__import__", no_widgets)
+    assert frontend() == ("static", "ipywidgets is not installed")
 
 
 def test_importing_explore_imports_no_widgets():
