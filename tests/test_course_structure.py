@@ -17,7 +17,6 @@ from facekit.course import lint as L
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 CHAPTERS = sorted(NOTEBOOKS.glob("[0-9][0-9]_*.py"))
 PENDING = {
-    "07_gpu_benchmarks",
     "10_pretrained_transfer",
 }
 
