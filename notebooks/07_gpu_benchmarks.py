@@ -833,21 +833,21 @@ fk.notebook.check("theoretical peak of the laptop", theoretical_peak(8, 3.0, 256
 
 # %% [markdown]
 # **Exercise 4 ★★ (change a parameter and explain).** Measure the matrix-product FLOP/s for `n` in 32, 128 and
-# the largest size of this profile, with `matmul_peak(n=...)`. Why does the smallest size under-measure the
-# peak? Then count the FLOPs of each product with `FlopCounterMode` (put them in `ex4`) and let the check
-# compare them with $2n^3$.
+# the largest size of this profile (at most 1024), with `matmul_peak(device=DEVICE, n=...)`. Why does the
+# smallest size under-measure the peak? Then count the FLOPs of each product with `FlopCounterMode` (put them
+# in `ex4`) and let the check compare them with $2n^3$.
 
 # %%
 ex4 = {}  # n -> FLOPs counted by FlopCounterMode
 
 # %% tags=["solution"] jupyter={"source_hidden": true}
-ex4_sizes = (32, 128, S.matmul_sizes[-1])
+ex4_sizes = (32, 128, min(S.matmul_sizes[-1], 1024))  # at most 1024: a few seconds on any device
 for size in ex4_sizes:
-    m = torch.randn(size, size)
+    m = torch.randn(size, size, device=DEVICE)
     with FlopCounterMode(display=False) as c:
         m @ m
     ex4[size] = c.get_total_flops()
-    print(f"n={size}: {matmul_peak(n=size, timer=TIMER).per_s / 1e9:.2f} GFLOP/s")
+    print(f"n={size}: {matmul_peak(device=DEVICE, n=size, timer=TIMER).per_s / 1e9:.2f} GFLOP/s")
 # A product of 32x32 matrices is 65,536 FLOPs: microseconds of work, while calling into torch, checking the
 # arguments and starting threads costs microseconds too, so the overhead dominates. Large products amortise it
 # and keep the vector units busy; beyond the cache sizes, blocking keeps them fed.
