@@ -112,7 +112,8 @@ class Sizes:
     cnn: str  # facekit.models.create_embedding preset of the SimCLR backbone (chapter 4's backbone)
     simclr_epochs: int
     simclr_batch: int  # B images -> 2B views; every other view in the batch is a negative
-    seeds: int  # pretraining seeds (both methods, and their random-init twins) behind the verdicts of section 5
+    seeds: int = fk.profiles.count("steps")  # pretraining seeds (both methods and their random twins) behind
+    # the verdicts of section 5; a loop count, so a dry run caps it like optimiser steps
     n_boot: int  # bootstrap resamples behind every interval
 
 # %% [markdown]
@@ -415,6 +416,13 @@ record("mae_heldout_mse", mae_after)
 record("mae_heldout_mse_untrained", mae_before)
 record("mae_heldout_mse_flat_patch", baseline)
 _ = record("mae_time_s", mae_time, unit="s")
+
+# %% [markdown]
+# The reconstructions of held-out faces come in four rows: the original, what the encoder saw, the decoder's
+# prediction for every patch, and the prediction with the visible patches pasted back. Look at the hidden patches
+# only: a trained MAE should put the eyes, nose and mouth roughly where a face has them, blurred (a squared error
+# rewards the average of the plausible answers), while an untrained one predicts flat patches. The right panel is
+# the training loss against the flat-patch baseline.
 
 # %%
 mae.eval()

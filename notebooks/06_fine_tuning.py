@@ -114,7 +114,8 @@ class Sizes:
     epochs: tuple  # the epoch budget at each fraction (early stopping may end a run sooner)
     patience: int  # early stopping: epochs without a better validation accuracy
     batch_size: int
-    seeds: int  # every fine-tuning run is repeated with this many seeds (a verdict over seeds needs 3)
+    seeds: int = fk.profiles.count("steps")  # every run is repeated with this many seeds (a verdict needs 3);
+    # a loop count, so a dry run caps it like optimiser steps
     n_boot: int  # bootstrap resamples behind every interval
     text_steps: int  # optimiser steps of the character-level masked language model
     text_seq: int  # characters per sequence
@@ -288,6 +289,8 @@ TEST_PERSON = y_test[test_pairs.a].numpy()  # (pairs,) the person each test pair
 def label_subset(fraction: float):
     """Images and labels of the first round(fraction * K) fine-tuning people (labels 0..k-1), and k."""
     k = round(fraction * S.finetune_identities)
+    if k < MIN_LABEL_PEOPLE and fk.profiles.dry_run():  # a dry run caps the people: keep every set usable
+        k = min(MIN_LABEL_PEOPLE, S.finetune_identities)
     if k < MIN_LABEL_PEOPLE:
         raise ValueError(f"fraction {fraction} of finetune_identities={S.finetune_identities} is {k} people; "
                          f"use at least {MIN_LABEL_PEOPLE} (raise finetune_identities or the fraction)")
@@ -379,7 +382,7 @@ spy = GroupLRs()
 demo = small_cnn()
 fit(demo, TensorImages(toy_x, toy_y), epochs=3, warmup_epochs=2, batch_size=32, lr=LR, progress=False,
     param_groups=param_groups(demo, {"0": BACKBONE_LR_SCALE}), callbacks=[spy])
-lr_table = pd.DataFrame(spy.rows, index=pd.Index([1, 2, 3], name="epoch"))
+lr_table = pd.DataFrame(spy.rows, index=pd.Index(range(1, len(spy.rows) + 1), name="epoch"))
 print(lr_table.to_string())
 for epoch, row in enumerate(spy.rows):  # warm-up: lr (epoch + 1) / (warmup + 1), then lr; the backbone at 0.1x
     assert math.isclose(row["default"], LR * min(1.0, (epoch + 1) / 3))
@@ -1140,7 +1143,8 @@ def warmup_rate(epoch: int, base: float, warmup_epochs: int) -> float:
     return base * min(1.0, (epoch + 1) / (warmup_epochs + 1))
 
 # %%
-fk.notebook.check("warm-up rates", [warmup_rate(e, LR, 2) for e in range(3)], lr_table["default"].to_numpy());
+fk.notebook.check("warm-up rates", [warmup_rate(e, LR, 2) for e in range(len(lr_table))],
+                  lr_table["default"].to_numpy());
 
 # %% [markdown]
 # **Exercise 4 ★★ (change a parameter and explain).** Partial fine-tuning trains the unfrozen half of the
