@@ -254,6 +254,10 @@ print(f"chips ready in {time.perf_counter() - t_data:.1f} s: eval {tuple(eval_ch
       f"train {tuple(train_chips.shape)}")
 assert eval_chips.dtype == torch.uint8 and eval_chips.shape[1:] == (3, CHIP, CHIP)
 
+# %% [markdown]
+# Two pairs as the teacher sees them: aligned, eyes at fixed positions, the face filling the chip. Alignment is what
+# lets a small network compare faces without learning to undo pose and scale.
+
 # %%
 shown = [0, int(np.flatnonzero(~is_same)[0])]  # a genuine and an impostor pair
 fig, axes = plt.subplots(1, 4, figsize=(6.5, 1.9))
@@ -468,6 +472,11 @@ evaluate("fp16 (weights + compute)", fp16, emb=embed(fp16, eval_chips[:n16]),
          note=("" if n16 == len(eval_chips) else f"embeddings of {n16} chips only (slow on this CPU)"))
 pd.DataFrame(rows).set_index("method").round(4)
 
+# %% [markdown]
+# What the asserts below hold to: every method keeps embeddings close to fp32's (the cosine thresholds), static
+# int8 and fp16 storage shrink the file, and at the larger profiles static int8's k-fold accuracy stays within two
+# points of fp32's. The paired verdicts after the latency measurement say whether any gap is more than noise.
+
 # %%
 by = {r["method"]: r for r in rows}
 assert by["dynamic int8 (Linear)"]["cos_to_fp32"] > 0.999
@@ -588,7 +597,13 @@ ax.legend(); plt.show()
 # `cos_to_fp32` is the mean cosine of each model's embeddings to the fp32 teacher's on the evaluation chips;
 # `drop_pts` is the fall in k-fold accuracy in percentage points; `speedup` is the batch-1 latency of fp32
 # divided by the method's. Timings on a shared machine are noisy (medians and round-robin timing help); the
-# accuracy columns are exact for the pairs evaluated, which at the `cpu` profile are a subset of LFW's 6,000.
+# accuracy columns are exact for the pairs evaluated (all of LFW's at the `cpu` and `gpu` profiles), and whether a
+# difference is larger than the test set's noise is the next subsection's paired verdict.
+
+# %% [markdown]
+# The latency of every model of the table, timed together. Look at two columns: `batch1_ms` (one query, what a
+# user waits for) and the throughput at a batch (what an enrolment job pays). A method can win one and lose the
+# other: batching amortises per-call overheads, so the ranking at batch 1 need not hold at a batch.
 
 # %%
 THREADS = latency_threads or torch.get_num_threads()
@@ -620,6 +635,10 @@ print(f"{len(is_same)} pairs of folds {S.eval_folds}; TAR at FAR={S.far}; latenc
 display_cols = ["size_mb", "size_ratio", "batch1_ms", "speedup", f"ips@{S.latency_batch}", "cos_to_fp32",
                 "tar_at_far", "kfold_acc", "drop_pts", "note"]
 table[display_cols].round(4)
+
+# %% [markdown]
+# The same table as a picture: accuracy against batch-1 latency (the best methods sit at the top left), and the
+# size on disk. Pruned models sit on top of fp32: same size, same latency.
 
 # %%
 fig, axes = plt.subplots(1, 2, figsize=(11, 4))
@@ -677,6 +696,16 @@ fk.notebook.say(f"Static int8 against fp32: {v8.text}")
 assert v8.n == len(is_same)
 if REAL and PROFILE != "smoke" and not fk.profiles.dry_run():
     assert v8.difference.low > -0.01, "static int8 should cost at most about a point of accuracy"
+
+# %% [markdown]
+# How to read the verdicts. McNemar's test looks only at the **discordant** pairs, those one model gets right and
+# the other wrong; pairs both get right (almost all of them, for a model near the top of LFW) say nothing about
+# which is better. A method whose embeddings have a cosine of nearly $1$ to fp32's changes few decisions, so it
+# has few discordant pairs and a narrow interval around zero: "no detectable difference" here means the two
+# models disagree on too few pairs for the difference to be told from chance, and the interval bounds how large
+# a real difference could be. The AUC row looks at the whole ranking of scores instead of the decisions at one
+# threshold, so it can detect a shift that moves no pair across the threshold. The paired bootstrap resamples
+# people, not pairs: pairs of one person share images and rise and fall together.
 
 # %% [markdown]
 # ## 7. A second model: FaceNet at int8 and bf16
@@ -815,6 +844,10 @@ if FN_OK:
     fn_table = pd.DataFrame(dlib_rows + fn_rows_out).set_index(["model", "method"])
     print(f"FaceNet embedded and timed in {time.perf_counter() - t:.1f} s")
 
+# %% [markdown]
+# One table for both models; compare FaceNet's static int8 rows (batch norms folded and in float) for speed, and
+# each model's int8 row with its own fp32 row for the cosine and the accuracy.
+
 # %%
 if FN_OK:
     fp32_of = fn_table.xs("fp32", level="method")
@@ -876,7 +909,12 @@ if FN_OK:
 # `facekit.compress.export_onnx` uses torch's TorchScript-based exporter (fast, works in torch `2.11` and `2.14`, a
 # dynamic batch axis); `exporter="dynamo"` uses `torch.export`. The exported graph must compute the same
 # function: we assert the largest absolute difference of the descriptors over the evaluation chips is below
-# 1e-4, and compare latencies.
+# $10^{-4}$, and compare latencies.
+#
+# Why can another runtime be faster with the same weights? onnxruntime optimises the whole graph before running it:
+# it fuses each convolution with the operations after it, chooses a memory layout once, and skips Python between
+# layers. PyTorch's eager mode runs one operator at a time. The difference matters most at batch 1, where the
+# per-operator overhead is a large share of the time.
 
 # %%
 onnx_dir = Path(tempfile.mkdtemp(prefix="facekit_onnx_"))
@@ -982,6 +1020,11 @@ search_table = pd.DataFrame({n: {k: v for k, v in r.items() if not isinstance(v,
                              for n, r in results.items()}).T
 search_table
 
+# %% [markdown]
+# The histogram shows why the threshold works: enrolled people's best matches sit high, unknown people's best
+# matches lower, and the threshold set on held-out unknown people cuts between them. Look at the overlap: those
+# are the false alarms and the missed enrolled people.
+
 # %%
 r32 = results["fp32"]
 fig, ax = plt.subplots(figsize=(6, 3.2))
@@ -995,6 +1038,9 @@ record("search_rank1", r32["rank1"])
 record("search_dir", r32["DIR"])
 record("search_test_false_alarm", r32["test_false_alarm"])
 record("search_int8_rank1", results["static int8"]["rank1"])
+search_verdict = st.compare_correct(results["static int8"]["correct"], r32["correct"], names=("static int8", "fp32"),
+                                    groups=labels[probe_idx], n_boot=S.n_boot, seed=seed, unit="probes")
+fk.notebook.say(f"Rank-1 on the same {len(probe_idx)} probes, static int8 against fp32: {search_verdict.text}")
 assert r32["calib_false_alarm"] <= S_FAR + 1e-12  # by construction of the threshold
 assert 0.0 <= r32["DIR"] <= r32["rank1"] <= 1.0
 if PROFILE != "smoke" and REAL:
@@ -1117,8 +1163,9 @@ fk.notebook.check("cosine with the chapter's calibration",
 #   embeddings very close to fp32's; it needs a calibration set of real faces. **Dynamic int8** only touches the
 #   Linear layers, a tiny share of a conv net.
 # - **fp16** and **bf16** halve the weights; whether they are faster depends on the CPU's native support.
-# - **Pruning** with dense kernels and dense storage changes neither size nor speed; it pays with sparse kernels
-#   or structured (channel) pruning.
+# - **Pruning** with dense kernels and dense storage does not shrink the file (asserted) and is not expected to
+#   speed it up (the table's ratios say by how much it moved here); it pays with sparse kernels or structured
+#   (channel) pruning.
 # - **Distillation** gives the smallest, fastest model; how close it gets to the teacher depends on how many
 #   faces it learns from.
 # - A compressed model is judged against fp32 **on the same pairs**, with a paired test, resampling people.
@@ -1155,7 +1202,7 @@ lines = [f"On {len(is_same)} {'LFW' if REAL else 'synthetic'} pairs the fp32 tea
          f"Search ({S.known_people} enrolled people): rank-1 {r32['rank1']:.1%}; at a threshold for a false alarm rate "
          f"of {S_FAR:.3f} on held-out unknowns, other unknowns raise false alarms at {r32['test_false_alarm']:.1%} and "
          f"enrolled people are found (DIR) at {r32['DIR']:.1%}; with the int8 model rank-1 is "
-         f"{results['static int8']['rank1']:.1%}."]
+         f"{results['static int8']['rank1']:.1%} ({search_verdict.text})."]
 if FN_OK:
     lines.insert(-2, f"FaceNet on {len(fn_pairs)} of these pairs: fp32 k-fold {fn.loc['fp32', 'kfold_acc']:.2%}; "
                  f"static int8 with folded batch norms: {f8['size_ratio']:.2f} of the size, {f8['speedup']:.2f}x "

@@ -137,7 +137,7 @@ ctx = fk.notebook.setup(
                 impostors_per_group=30, fmr_target=0.1, lfw_pairs=4, blur_strengths=(0.05, 0.2), pixel_blocks=(6,)),
     cpu=Sizes(image_size=32, widths=(16, 32, 64), train_identities=60, train_per_id=15, heldout_per_id=5,
               test_identities=90, test_per_id=6, pairs_per_kind=2000, epochs=12, batch_size=64, lr=3e-3,
-              noise_multipliers=(0.0, 0.6, 1.2, 2.5), seeds=3, public_identities=100, public_per_id=10,
+              noise_multipliers=(0.0, 0.6, 1.2, 2.5), seeds=3, public_identities=200, public_per_id=10,
               head_epochs=100, head_batch=256, target_epsilon=8.0, clients=4, local_epochs=(1, 3), bits=(32, 128, 512),
               impostors_per_group=3000, fmr_target=0.1, lfw_pairs=60, blur_strengths=(0.01, 0.03, 0.06, 0.12),
               pixel_blocks=(16, 8, 4)),
