@@ -582,7 +582,7 @@ stu = evaluate(f"distilled {S.student} @{S.student_size}px", student, ref=ref_ce
 print(f"distillation: {S.distill_epochs} epochs on {len(train_set)} chips in {t_distill:.0f} s; cosine to the teacher "
       f"on the evaluation chips {cos_before:.3f} before, {stu['cos_to_fp32']:.3f} after; val cosine "
       f"{history.last('val_cosine'):.3f}")
-if PROFILE != "smoke":
+if PROFILE != "smoke" and not fk.profiles.dry_run():  # trained at full size
     assert stu["cos_to_fp32"] > cos_before + 0.05 and history["train_loss"][-1] < history["train_loss"][0]
 
 fig, ax = plt.subplots(figsize=(5, 3))

@@ -228,7 +228,7 @@ TRAIN_TIME = time.perf_counter() - t
 print(f"non-private baseline ({S.epochs} epochs, {TRAIN_TIME:.1f} s): held-out accuracy {base['accuracy']:.3f} "
       f"({S.train_identities} classes, chance {1 / S.train_identities:.3f}), verification AUC {base['auc']:.3f}")
 assert not any(isinstance(m, nn.BatchNorm2d) for m in baseline.modules())
-if PROFILE != "smoke":
+if PROFILE != "smoke" and not fk.profiles.dry_run():  # trained at full size
     assert base["accuracy"] > 5 / S.train_identities and base["auc"] > 0.7, base
 
 # %% [markdown]
