@@ -20,6 +20,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+WIDE_TABLE = 8  # more sizes than this: one row per size, one column per profile
+
 __all__ = ["Context", "setup", "say", "check", "ExerciseFailed", "sizes_table", "committed_durations",
            "durations_sentence"]
 
@@ -89,7 +91,8 @@ def setup(profile: str = "auto", *, smoke: Any, cpu: Any, gpu: Any, data_root: s
     if show:
         real = [k for k, v in ctx.found.items() if v] or "none"
         print(f"profile={name}, device={ctx.device}, seed={seed}, real data found: {real}")
-        _display(sizes_table(name, smoke=smoke, cpu=cpu, gpu=gpu))
+        table = sizes_table(name, smoke=smoke, cpu=cpu, gpu=gpu)
+        _display(table.T if table.shape[1] > WIDE_TABLE else table)  # many sizes read better as rows
     return ctx
 
 
