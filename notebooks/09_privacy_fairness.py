@@ -452,8 +452,9 @@ if PROFILE != "smoke" and not fk.profiles.dry_run():
 # Read the table from the top: the clipping-only row shows what cutting every per-sample gradient to norm 1
 # does on its own, and each larger $\sigma$ buys a smaller $\varepsilon$ with accuracy. Small data sets are the hard
 # case for DP-SGD: with few images per person the noise (fixed per step) is large against the signal (which
-# grows with the batch). Single-digit $\varepsilon$ with useful accuracy usually needs many more examples and
-# larger batches than a laptop profile affords; the `gpu` profile moves in that direction. Compare the two
+# grows with the batch). Single-digit $\varepsilon$ with useful accuracy needs more examples and larger batches,
+# or far fewer private parameters: the subsection after the explorer measures both the cause and that remedy.
+# Compare the two
 # columns as well: the many-way closed-set classifier and the embedding (AUC on unseen people) need not
 # lose at the same rate.
 #
@@ -697,14 +698,14 @@ if PROFILE != "smoke" and not fk.profiles.dry_run():
     assert fed_verdicts["non-IID vs IID"].difference.estimate < 0, "clients holding different people should cost"
 
 # %% [markdown]
-# Two costs show in the table. **Federated averaging itself** costs progress per epoch: K clients each take a
-# K-th of the steps and their updates are averaged, so after the same number of epochs FedAvg has moved less
-# than centralised training (the IID rows against the centralised one); more rounds or more local work buy it
-# back. **Non-IID data** costs more, and more with more local work: with disjoint people each client's local
-# epochs pull the shared classifier towards "everyone is one of my people" (its softmax never sees the other
-# rows as targets) and its backbone towards separating only its own people; the more local steps, the further
-# the clients drift apart before they are averaged (compare the non-IID rows for 1 and several local epochs with
-# their IID rows). Remedies exist (fewer local steps, FedProx's proximal term, server momentum, or the
+# Two costs are expected, and the verdicts above say whether this run resolves them. **Federated averaging
+# itself** costs progress per epoch: K clients each take a K-th of the steps and their updates are averaged, so
+# after the same number of epochs FedAvg can have moved less than centralised training (the IID rows against the
+# centralised one); more rounds or more local work buy it back. **Non-IID data** costs more, and more with more
+# local work: with disjoint people each client's local epochs pull the shared classifier towards "everyone is one
+# of my people" (its softmax never sees the other rows as targets) and its backbone towards separating only its
+# own people; the more local steps, the further the clients drift apart before they are averaged (compare the
+# non-IID rows for 1 and several local epochs with their IID rows in the first seed's table). Remedies exist (fewer local steps, FedProx's proximal term, server momentum, or the
 # local-head design above); all cost communication or add hyper-parameters. Federated learning also is not
 # differential privacy: the weights a client sends can leak its images unless they are clipped and noised too
 # (DP-FedAvg).
