@@ -40,13 +40,13 @@ wheels: setup  # then carry the checkout and $(WHEELS)/ to the GPU machine: scri
 	scripts/gpu_check.sh wheels $(WHEELS) --python $(PY)
 
 test: setup
-	MPLBACKEND=Agg FACEKIT_PROFILE=smoke $(PY) -m pytest tests --nbval-lax notebooks $(PYTEST_ARGS)
+	MPLBACKEND=Agg FACEKIT_PROFILE=smoke FACEKIT_STATIC=1 $(PY) -m pytest tests --nbval-lax notebooks $(PYTEST_ARGS)
 
 unit: setup
 	MPLBACKEND=Agg $(PY) -m pytest tests $(PYTEST_ARGS)
 
 nbval: setup
-	MPLBACKEND=Agg FACEKIT_PROFILE=smoke $(PY) -m pytest --nbval-lax notebooks $(PYTEST_ARGS)
+	MPLBACKEND=Agg FACEKIT_PROFILE=smoke FACEKIT_STATIC=1 $(PY) -m pytest --nbval-lax notebooks $(PYTEST_ARGS)
 
 sync: setup  # after editing notebooks/*.py: refresh the paired .ipynb
 	$(VENV)/bin/jupytext --sync notebooks/*.py
