@@ -840,7 +840,8 @@ if FN_OK:
     dlib_rows = [{"model": "dlib ResNet", "method": short, **table.loc[long, ["size_mb", "batch1_ms",
                                                                              f"ips@{S.latency_batch}"]].to_dict(),
                   "cos_to_fp32": float(F.cosine_similarity(EMB[long][fn_rows], REF["emb"][fn_rows], dim=1).mean()),
-                  **fn_verification(EMB[long][fn_rows], ("dlib ResNet", short))} for short, long in dlib_methods.items()]
+                  **fn_verification(EMB[long][fn_rows], ("dlib ResNet", short))}
+                 for short, long in dlib_methods.items()]
     fn_table = pd.DataFrame(dlib_rows + fn_rows_out).set_index(["model", "method"])
     print(f"FaceNet embedded and timed in {time.perf_counter() - t:.1f} s")
 

@@ -480,8 +480,9 @@ explore_privacy(len(train_data), S.batch_size, DELTA, measured=list(zip(dp_table
 # $\sigma C \sqrt{P} / B$ for $P$ parameters and batch size $B$ (a Gaussian vector of $P$ coordinates, each of
 # standard deviation $\sigma C / B$), while the averaged clipped gradient has norm at most $C$. The cell measures
 # both for the whole network at initialisation (at the smallest noise multiplier of the table); the same
-# measurement for a **linear head** follows below, the part that the standard recipe trains privately (Tramèr and Boneh, 2021; De et al., 2022): features from a model trained on
-# *public* data, and only a linear classifier trained with DP-SGD, with larger batches and SGD with momentum.
+# measurement for a **linear head** follows below, the part that the standard recipe trains privately (Tramèr
+# and Boneh, 2021; De et al., 2022): features from a model trained on *public* data, and only a linear classifier
+# trained with DP-SGD, with larger batches and SGD with momentum.
 # Look at the ratio: above 1, a single step's direction is mostly noise, and only the consistent part of many
 # steps adds up (the signal grows with the number of steps $T$, the noise with $\sqrt{T}$; the last column divides
 # by $\sqrt{T}$).
@@ -684,8 +685,8 @@ for s_ in SEEDS[1:]:
 acc_of = {name: [r["accuracy"] for r in fed_final[name]] for name in (central, iid, non_iid)}
 fed_verdicts = {"non-IID vs IID": st.compare_seeds(acc_of[non_iid], acc_of[iid], names=("non-IID", "IID"),
                                                    metric="accuracy"),
-                "IID vs centralised": st.compare_seeds(acc_of[iid], acc_of[central], names=("FedAvg IID", "centralised"),
-                                                       metric="accuracy")}
+                "IID vs centralised": st.compare_seeds(acc_of[iid], acc_of[central],
+                                                       names=("FedAvg IID", "centralised"), metric="accuracy")}
 display(pd.DataFrame([v.row for v in fed_verdicts.values()]))
 acc_c, acc_iid, acc_non = (float(np.mean(acc_of[n])) for n in (central, iid, non_iid))
 record("fed_centralised_accuracy", acc_c)
@@ -705,10 +706,10 @@ if PROFILE != "smoke" and not fk.profiles.dry_run():
 # local work: with disjoint people each client's local epochs pull the shared classifier towards "everyone is one
 # of my people" (its softmax never sees the other rows as targets) and its backbone towards separating only its
 # own people; the more local steps, the further the clients drift apart before they are averaged (compare the
-# non-IID rows for 1 and several local epochs with their IID rows in the first seed's table). Remedies exist (fewer local steps, FedProx's proximal term, server momentum, or the
-# local-head design above); all cost communication or add hyper-parameters. Federated learning also is not
-# differential privacy: the weights a client sends can leak its images unless they are clipped and noised too
-# (DP-FedAvg).
+# non-IID rows for 1 and several local epochs with their IID rows in the first seed's table). Remedies exist
+# (fewer local steps, FedProx's proximal term, server momentum, or the local-head design above); all cost
+# communication or add hyper-parameters. Federated learning also is not differential privacy: the weights a client
+# sends can leak its images unless they are clipped and noised too (DP-FedAvg).
 
 # %% [markdown]
 # ## 3. Template protection
@@ -1251,9 +1252,10 @@ fk.notebook.say("\n".join([
     f"- non-private: held-out accuracy {base['accuracy']:.3f}, AUC {base['auc']:.3f}; DP-SGD at "
     f"$\\varepsilon$ = {most_private.epsilon:.3g} ($\\delta$ = {DELTA:.0e}): accuracy {most_private.accuracy:.3f}, "
     f"AUC {most_private.auc:.3f}; over seeds: {dp_verdicts['accuracy'].text}",
-    f"- DP linear head on public features at $\\varepsilon$ = {np.mean(head_eps):.2f}: accuracy {np.mean(head_acc):.3f}; "
-    f"{head_verdict.text}",
-    f"- FedAvg over {len(SEEDS)} seeds: {fed_verdicts['non-IID vs IID'].text}; {fed_verdicts['IID vs centralised'].text}",
+    f"- DP linear head on public features at $\\varepsilon$ = {np.mean(head_eps):.2f}: accuracy "
+    f"{np.mean(head_acc):.3f}; {head_verdict.text}",
+    f"- FedAvg over {len(SEEDS)} seeds: {fed_verdicts['non-IID vs IID'].text}; "
+    f"{fed_verdicts['IID vs centralised'].text}",
     f"- revocable template, m = {best_m}: AUC {auc_bits:.3f} (float {auc_float:.3f}), across two seeds {auc_cross:.3f}",
     f"- anonymisation ({RECOGNISER}): match rate {orig_rate:.2f} original, {mild['match rate (genuine)']:.2f} after "
     f"the mildest blur, {strong['match rate (genuine)']:.2f} at {strong.probe}",
