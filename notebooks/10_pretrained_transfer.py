@@ -334,6 +334,20 @@ if LFW_OK:
 # %% [markdown]
 # ## 3. A domain shift, and fine-tuning where it can matter
 #
+# Four words first.
+#
+# - **Domain shift**: the test images come from a different distribution than the training images (here: the
+#   same people and photos, at a far lower resolution). A model's accuracy on its own domain says little about
+#   its accuracy after the shift; it has to be measured.
+# - **Fine-tuning**: continuing to train a pretrained network on the new data. A *linear probe* trains only a new
+#   layer on frozen features; a *partial* fine-tune trains the last stages; a *full* one trains every weight.
+#   The more it trains, the more it can adapt, and the more it can lose.
+# - **ArcFace** (chapter 4): the classification loss on unit embeddings $x$ and unit class weights $w_y$ with
+#   the logit of the true class $s \cos(\theta_y + m)$ instead of $s \cos\theta_y$, where $\theta_y$ is the
+#   angle between them; here $s = 32$ and $m = 0.5$ radians.
+# - **Forgetting**: what the fine-tuned model loses on the original domain. It is measured on the same pairs as
+#   the gain, with the same paired test.
+#
 # A camera across a hall sees a face a few pixels wide. We simulate that on the same evaluated pairs: each crop or
 # chip is shrunk to `low_res_px` pixels a side (antialiased, so the detail is really gone) and resized back to the
 # model's input size. Detection and alignment still use the original photo, so only the recogniser is tested.
@@ -358,6 +372,9 @@ if LFW_OK:
     plt.show()
 
 # %% [markdown]
+# Before running the next cell, guess from the figure: at which size would *you* stop recognising these people?
+# A network has no more pixels to work with than you do, but it was never shown a blurred face in training.
+#
 # What to look for below: each model's pairs scored on the original and on the shrunk faces, and a paired verdict
 # (`facekit.stats.compare_scores`, the AUC difference on the same pairs, people resampled). The trunk features of
 # the shrunk faces are computed once and reused by every fine-tuning run.
@@ -379,6 +396,11 @@ for c in CANDIDATES:
 
 # %% [markdown]
 # ### What is trained
+#
+# Why cut the network at all? The trunk holds most of the computation: run once per image, its features are
+# cached, and each fine-tuning epoch then costs only the head's forward and backward passes — a small share of
+# the whole network's cost, which is what lets a CPU run several learning rates and seeds. The price is that the
+# trunk cannot adapt: whatever its early filters lose at low resolution is lost for the head too.
 #
 # The **partial** regime: the trunk stays frozen (its features are cached), the head's pretrained layers are
 # trained at a reduced learning rate, and a new ArcFace classifier over the training people is trained at the
@@ -497,6 +519,10 @@ if LR_ROWS:
     print("chosen on validation people:", {m: s for m, (s, _) in CHOSEN.items()})
 
 # %% [markdown]
+# A note on the table: the row with `lr scale` 0 is the pretrained model as it is. If no candidate beats it on
+# the validation people, the best candidate is still kept (the point is to measure fine-tuning), and the
+# verdicts below will say whether it differs from the model as is on the evaluated pairs.
+#
 # With the learning rate fixed, the chosen recipe runs with `seeds` seeds (the first is the run above). Each run is
 # evaluated by the k-fold rule on the shrunk pairs (the gain) and on the original pairs (forgetting).
 
@@ -593,7 +619,12 @@ if ORL_OK:
               f"(the rest: the centred fallback box)")
 
 # %% [markdown]
-# Closed set first: every probe belongs to an enrolled person; rank-1 is the share named correctly.
+# Closed set first: every probe belongs to an enrolled person; rank-1 is the share named correctly. Each row
+# averages `repeats` random draws of which images are enrolled; the spread over draws says how much the luck of
+# the enrolment photo matters, which is largest with one image per person.
+#
+# What to look for: how much a second and third enrolment image add, and whether the two models, trained on
+# different data with different losses, rank ORL's grey close crops in the same order as LFW's colour photos.
 
 # %%
 ORL_ROWS = []
@@ -756,9 +787,9 @@ if FT:
     ex4 = val_auc(fine_tune(c, TRAIN_F[c.name], 10 * max(S.lr_scales), seed)[0], VAL_F[c.name])
     print(f"validation AUC at lr scale {10 * max(S.lr_scales):g}: {ex4:.4f}; the candidates:")
     display(pd.DataFrame([r for r in LR_ROWS if r["model"] == c.name]).round(4))
-# A much larger step moves the head's weights by a large fraction of their size at every step: after a few steps
-# they are far from the pretrained solution, and a few hundred training people cannot teach what the pretraining
-# taught from hundreds of thousands of faces. The prototype start only places the new classes well; it does not
+# A much larger step moves the head's weights by a larger fraction of their size at every step (section 3 printed
+# that fraction for the smallest candidate). If the validation AUC falls, the head has left the pretrained
+# solution, and a few hundred training people cannot teach what the pretraining taught from far more faces. The prototype start only places the new classes well; it does not
 # limit how far the pretrained layers move. Smaller steps, fewer epochs, or a penalty on the distance to the
 # pretrained weights (L2-SP) keep the model close to where it started.
 
