@@ -211,9 +211,9 @@ if REAL:
     subset = lfw_pair_subset(ROOT, folds=S.eval_folds, pairs_per_fold=S.pairs_per_fold)
     images_dir = subset.images_dir
     eval_paths = subset.images
-    row = {p: i for i, p in enumerate(eval_paths)}
-    pair_a = np.array([row[p] for p in subset.paths_a])
-    pair_b = np.array([row[p] for p in subset.paths_b])
+    row_of = {p: i for i, p in enumerate(eval_paths)}  # image path -> row of eval_chips
+    pair_a = np.array([row_of[p] for p in subset.paths_a])
+    pair_b = np.array([row_of[p] for p in subset.paths_b])
     is_same, folds = subset.is_same, subset.folds
     pair_person = np.array([Path(p).parent.name for p in subset.paths_a])  # the person of each pair's first image
     outside = people_outside_folds(ROOT, folds=S.eval_folds)
@@ -343,6 +343,11 @@ print(pd.Series(base).to_string(), f"\n({time.perf_counter() - t:.1f} s)")
 fp32_name = base["method"]
 per_fold = [CORRECT[fp32_name][f].mean() for f in folds]
 assert np.isclose(np.mean(per_fold), base["kfold_acc"]), "per-pair outcomes must reproduce the k-fold accuracy"
+if REAL:  # the same protocol as the package's one evaluator, fed the fp32 embeddings of the same images
+    from facekit.data.lfw import evaluate_pairs
+
+    package = evaluate_pairs(subset, lambda paths: REF["emb"][[row_of[p] for p in paths]], distance="cosine")
+    assert np.isclose(package.kfold.mean, base["kfold_acc"]), (package.kfold.mean, base["kfold_acc"])
 if REAL and PROFILE != "smoke":
     assert base["kfold_acc"] > 0.97, "dlib's ResNet is near 99% on LFW's pairs"
 

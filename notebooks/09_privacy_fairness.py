@@ -443,8 +443,8 @@ names_dp = tuple(dp_seeds)
 dp_verdicts = {m: st.compare_seeds([r[m] for r in dp_seeds[names_dp[0]]], [r[m] for r in dp_seeds[names_dp[1]]],
                                    names=names_dp, metric=m) for m in ("accuracy", "auc")}
 display(pd.DataFrame([v.row for v in dp_verdicts.values()]))
-fk.notebook.say(f"Over {len(SEEDS)} seeds at $\\varepsilon$ = {most_private.epsilon:.3g}: "
-                + " ".join(v.text for v in dp_verdicts.values()))
+fk.notebook.say(f"Over {len(SEEDS)} seeds at $\\varepsilon$ = {most_private.epsilon:.3g}:\n\n"
+                + "\n".join(f"- {v.text}" for v in dp_verdicts.values()))
 if PROFILE != "smoke" and not fk.profiles.dry_run():
     assert dp_verdicts["accuracy"].winner == "a", "DP-SGD at the largest noise should cost accuracy over seeds"
 
@@ -566,7 +566,7 @@ fk.notebook.say(f"DP-SGD on a linear head over public features, $\\varepsilon$ =
                 f"{np.mean(head_acc):.3f} over {len(SEEDS)} seeds, against {np.mean(plain_acc):.3f} for the "
                 f"non-private network ({np.mean(head_acc) / np.mean(plain_acc):.0%} of it) and "
                 f"{most_private.accuracy:.3f} for DP-SGD of the whole network at $\\varepsilon$ = "
-                f"{most_private.epsilon:.3g}. {head_verdict.text} {whole_dp.text}")
+                f"{most_private.epsilon:.3g}.\n\n- {head_verdict.text}\n- {whole_dp.text}")
 assert max(head_eps) <= S.target_epsilon * 1.01, "the solved noise multiplier must meet the target epsilon"
 if PROFILE != "smoke" and not fk.profiles.dry_run():
     assert whole_dp.winner == "a", "a private head on public features should beat private training of everything"
@@ -693,8 +693,8 @@ record("fed_centralised_accuracy", acc_c)
 record(f"fed_iid_accuracy_le{le_max}", acc_iid)
 record(f"fed_noniid_accuracy_le{le_max}", acc_non)
 fk.notebook.say(f"Mean held-out accuracy over {len(SEEDS)} seeds ({le_max} local epoch(s) per round): centralised "
-                f"{acc_c:.3f}, FedAvg IID {acc_iid:.3f}, non-IID {acc_non:.3f}. "
-                + " ".join(v.text for v in fed_verdicts.values()))
+                f"{acc_c:.3f}, FedAvg IID {acc_iid:.3f}, non-IID {acc_non:.3f}.\n\n"
+                + "\n".join(f"- {v.text}" for v in fed_verdicts.values()))
 if PROFILE != "smoke" and not fk.profiles.dry_run():
     assert fed_verdicts["non-IID vs IID"].difference.estimate < 0, "clients holding different people should cost"
 
