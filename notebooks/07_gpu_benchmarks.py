@@ -761,6 +761,23 @@ else:
                                                                        names=("our port", "dlib's own"))
     display(pd.DataFrame({"dlib's own (CPU)": dlib_rates, "ours (CPU)": our_rates}).rename_axis("round"))
 
+# %% [markdown]
+# On a GPU run, the same chips also go through our port on the GPU (a different quantity from the CPU pair above:
+# the GPU's chips/s, set beside dlib's own CPU code).
+
+# %%
+if dlib_result and DEVICE.type != "cpu":
+    net, xb = load_dlib_resnet().to(DEVICE).eval(), batch.to(DEVICE)
+
+    def ours_on_device():
+        with torch.inference_mode():
+            return [net(xb[i:i + S.dlib_batch]) for i in range(0, len(xb), S.dlib_batch)]
+
+    dlib_result["ours_device"] = TIMER.measure(ours_on_device, device=DEVICE).rate(S.dlib_chips)
+    record(f"dlib_ours_{DEVICE.type}_chips_s", dlib_result["ours_device"], unit="chips/s")
+    fk.notebook.say(f"Our port on the {DEVICE.type}: **{dlib_result['ours_device']:.1f} chips/s**, "
+                    f"{dlib_result['ours_device'] / dlib_result['dlib']:.1f}x dlib's own on the CPU.")
+
 # %%
 if dlib_result:
     record("dlib_own_cpu_chips_s", dlib_result["dlib"], unit="chips/s")
@@ -939,7 +956,9 @@ if len(verdict_df):
                  f"{len(verdict_df) - len(decided)} of {len(verdict_df)}")
 if dlib_result:
     lines.append(f"- dlib's ResNet on the CPU: dlib's own {dlib_result['dlib']:.1f} chips/s, our port "
-                 f"{dlib_result['ours']:.1f} chips/s (section 6)")
+                 f"{dlib_result['ours']:.1f} chips/s (section 6)"
+                 + (f"; our port on the {DEVICE.type} {dlib_result['ours_device']:.1f} chips/s"
+                    if "ours_device" in dlib_result else ""))
 lines += [f"- skipped {name}: {reason}" for name, reason in skipped.items()]
 fk.notebook.say("\n".join(lines))
 _ = record("chapter_seconds", round(ctx.elapsed(), 1))
