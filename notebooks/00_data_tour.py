@@ -77,24 +77,7 @@ PROFILE, S, ROOT, FOUND = ctx.profile, ctx.sizes, ctx.root, ctx.found
 # How long this chapter takes at each profile, read from the committed report runs (`reports/*/summary.json`):
 
 # %%
-def chapter_durations(stem: str) -> pd.Series:
-    """Seconds of the newest committed successful run of notebook `stem`, per profile."""
-    from pathlib import Path
-
-    from facekit.reports.summary import load_summary
-
-    found = {}
-    for path in sorted(Path(fk.__file__).resolve().parents[1].glob("reports/*/summary.json")):
-        run = load_summary(path.parent)
-        for e in run.entries:
-            if e.name == stem and e.status == "ok" and e.duration_s and (run.started or "") >= found.get(run.profile, ("",))[0]:
-                found[run.profile] = (run.started or "", e.duration_s)
-    return pd.Series({k: v[1] for k, v in found.items()}, name="seconds", dtype=float)
-
-
-durations = chapter_durations("00_data_tour")
-fk.notebook.say("; ".join(f"**{name}**: " + (f"{durations[name]:.0f} s" if name in durations else "no committed run yet")
-                          for name in ("smoke", "cpu", "gpu")))
+fk.notebook.say(fk.notebook.durations_sentence("00_data_tour"))
 
 # %% [markdown]
 # ## 1. Synthetic people

@@ -69,31 +69,10 @@
 # How long this chapter takes, read from the committed report runs:
 
 # %%
-import json
-from pathlib import Path
-
 import facekit as fk
 
-
-def committed_durations(stem: str) -> str:
-    """Durations of `stem` in the committed reports/<run>/summary.json files, newest run per profile."""
-    runs = sorted((Path(fk.__file__).resolve().parents[1] / "reports").glob("*/summary.json"))
-    latest = {}  # profile -> (started, seconds, run name) of the newest run
-    for path in runs:
-        run = json.loads(path.read_text(encoding="utf-8"))
-        for e in run.get("notebooks", []):
-            started = run.get("started") or ""
-            if e.get("name") == stem and e.get("status") == "ok" and e.get("duration_s") \
-                    and started >= latest.get(run.get("profile", "?"), ("",))[0]:
-                latest[run.get("profile", "?")] = (started, e["duration_s"], path.parent.name)
-    if not latest:
-        return "no committed run yet"
-    return "; ".join(f"{prof}: {sec / 60:.1f} min (run {name}, started {when[:10]})"
-                     for prof, (when, sec, name) in sorted(latest.items()))
-
-
-fk.notebook.say(f"Committed runs of this chapter: {committed_durations('02_attention_vit')}. "
-                "(The cpu profile is written for at most about 10 minutes on 2 idle cores.)")
+fk.notebook.say(fk.notebook.durations_sentence("02_attention_vit")
+                + " (The cpu profile is written for at most about 10 minutes on 2 idle cores.)")
 
 # %% tags=["parameters"]
 profile = "auto"  # smoke | cpu | gpu | auto (auto: $FACEKIT_PROFILE, else gpu if CUDA, else cpu)
