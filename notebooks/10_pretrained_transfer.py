@@ -113,11 +113,11 @@ ctx = fk.notebook.setup(
     smoke=Sizes(lfw_folds=(0, 1), lfw_pairs_per_fold=4, train_people=10, val_people=4, images_per_person=2,
                 lr_scales=(0.1,), epochs=1, seeds=2, n_boot=200, orl_people=6, orl_unknown=2, shots=(1, 3),
                 repeats=1),
-    cpu=Sizes(lfw_folds=(0, 1, 2, 3, 4), lfw_pairs_per_fold=80, train_people=200, val_people=40,
-              images_per_person=4, lr_scales=(0.03, 0.3), epochs=6, seeds=3, n_boot=1000, orl_people=40,
+    cpu=Sizes(lfw_folds=(0, 1, 2, 3, 4), lfw_pairs_per_fold=80, train_people=150, val_people=40,
+              images_per_person=4, lr_scales=(0.01, 0.1, 1.0), epochs=6, seeds=3, n_boot=1000, orl_people=40,
               orl_unknown=10, shots=(1, 3, 5), repeats=5),
     gpu=Sizes(lfw_folds=(0, 1, 2, 3, 4), lfw_pairs_per_fold=600, train_people=0, val_people=100,
-              images_per_person=20, lr_scales=(0.01, 0.03, 0.1, 0.3), epochs=15, seeds=5, n_boot=2000,
+              images_per_person=20, lr_scales=(0.003, 0.01, 0.03, 0.1, 0.3, 1.0), epochs=15, seeds=5, n_boot=2000,
               orl_people=40, orl_unknown=10, shots=(1, 3, 5), repeats=20))
 PROFILE, S, DEVICE, ROOT, FOUND = ctx.profile, ctx.sizes, ctx.device, ctx.root, ctx.found
 HAVE = {m: importlib.util.find_spec(m) is not None for m in ("facenet_pytorch", "dlib")}
@@ -306,10 +306,11 @@ if LFW_OK:
         LFW_ROWS.append({"model": "FaceNet", "faces": f"MTCNN, {rule}", "accuracy %": 100 * r.kfold.mean,
                          "± % (over folds)": 100 * r.kfold.std, "AUC": fk.metrics.auc(r.scores, SUB.is_same)})
         if rule == "confident":
-            changed = int((np.abs(emb - EMB["FaceNet"].numpy()).max(1) > 0).sum())
+            changed = int((np.abs(emb - EMB["FaceNet"].numpy()).max(1) > 1e-3).sum())  # another face, not rounding
     if DLIB is not None:
         r = evaluate_pairs(SUB, lookup(EMB["dlib ResNet"]), distance="euclidean")
-        LFW_ROWS.append({"model": "dlib ResNet", "faces": "HOG, center, 5 landmarks", "accuracy %": 100 * r.kfold.mean,
+        LFW_ROWS.append({"model": "dlib ResNet", "faces": "HOG, center, 5 landmarks",
+                         "accuracy %": 100 * r.kfold.mean,
                          "± % (over folds)": 100 * r.kfold.std, "AUC": fk.metrics.auc(r.scores, SUB.is_same)})
     lfw_table = pd.DataFrame(LFW_ROWS).set_index(["model", "faces"])
     display(lfw_table.round(4))
@@ -322,7 +323,9 @@ if LFW_OK:
     record("facenet_lfw_confident", round(acc["FaceNet", "MTCNN, confident"], 2), unit="%")
     assert np.isfinite(lfw_table["accuracy %"]).all()
     if PROFILE != "smoke":
-        assert (acc > 95).all(), "both pretrained models should verify LFW's faces well as they are"
+        assert acc["FaceNet", "MTCNN, center"] > 95 and (DLIB is None or acc["dlib ResNet"].iloc[0] > 95), \
+            "both pretrained models should verify LFW's faces well as they are"
+        assert acc["FaceNet", "MTCNN, center"] >= acc["FaceNet", "MTCNN, confident"] - 0.5, "the centre rule lost"
 
 # %% [markdown]
 # In LFW the named person is the centred face by construction; the most confident (often the sharpest or least
@@ -449,7 +452,8 @@ if LFW_OK:
     fk.notebook.say(f"Training: {len(train_names)} people, {len(train_paths)} images; validation: {len(val_names)} "
                     f"people, {len(VAL)} pairs; evaluated: {len(SUB.people)} people of folds {list(S.lfw_folds)} "
                     f"(of {len(pool)} people with two or more images outside them; outside all ten folds there are "
-                    f"only {len(people_outside_folds(ROOT, min_images=2))}, which is why half the folds are evaluated).")
+                    f"only {len(people_outside_folds(ROOT, min_images=2))}, which is why only some folds are "
+                    "evaluated).")
 
 # %% [markdown]
 # **The learning rate of the pretrained layers is a per-model choice.** Adam moves every weight by roughly the
@@ -483,7 +487,8 @@ def fine_tune(c, train_f, lr_scale, run_seed, epochs=None):
     for m in head.modules():
         if isinstance(m, nn.Dropout):
             m.p = DROPOUT
-    model = MarginModel(head, prototype_classifier(run(c.head, train_f), train_labels, ArcFace(s=32.0, margin_rad=0.5)))
+    arcface = ArcFace(s=32.0, margin_rad=0.5)
+    model = MarginModel(head, prototype_classifier(run(c.head, train_f), train_labels, arcface))
     hist = fit(model, TensorDataset(train_f, train_labels), forward=margin_forward, epochs=epochs or S.epochs, lr=LR,
                batch_size=64, seed=run_seed, device=str(DEVICE), progress=False,
                param_groups=param_groups(model, {"backbone": lr_scale * c.lr_unit}))
@@ -594,6 +599,12 @@ if FT:
 # set, or keeping the pretrained head for good images, avoids paying it. "Fine-tuning improves accuracy" is a
 # claim about a domain the model has not seen; on its own domain (section 2) the pretrained model leaves little
 # to gain.
+#
+# Two details of the protocol matter when reading the numbers. Section 3 scores both models by cosine, because
+# the fine-tuned head is trained for cosine (ArcFace); dlib's own rule is the Euclidean distance of its raw
+# descriptors (section 2), so its "as is" row here can sit below section 2's. And with a few hundred pairs, the
+# k-fold accuracy moves in steps of one pair: seeds can tie exactly, and then the paired t interval over seeds
+# has zero width. Read the seed verdicts beside the pair-level ones, which resample people.
 
 # %% [markdown]
 # ## 4. Few-shot enrolment on ORL, and rejecting people who are not enrolled
@@ -789,7 +800,8 @@ if FT:
     display(pd.DataFrame([r for r in LR_ROWS if r["model"] == c.name]).round(4))
 # A much larger step moves the head's weights by a larger fraction of their size at every step (section 3 printed
 # that fraction for the smallest candidate). If the validation AUC falls, the head has left the pretrained
-# solution, and a few hundred training people cannot teach what the pretraining taught from far more faces. The prototype start only places the new classes well; it does not
+# solution, and a few hundred training people cannot teach what the pretraining taught from far more faces.
+# The prototype start only places the new classes well; it does not
 # limit how far the pretrained layers move. Smaller steps, fewer epochs, or a penalty on the distance to the
 # pretrained weights (L2-SP) keep the model close to where it started.
 
