@@ -22,8 +22,9 @@
 # turns each into an experiment with a number attached:
 #
 # 1. **DP-SGD** (differential privacy): per-sample clipping and Gaussian noise written out, checked against
-#    Opacus, the privacy budget $\varepsilon$ accounted and checked against the library's own example, and
-#    $\varepsilon$ against accuracy for a few noise levels, beside non-private training;
+#    Opacus, the privacy budget $\varepsilon$ accounted and checked against the library's own example,
+#    $\varepsilon$ against accuracy for a few noise levels beside non-private training, why it learns so little
+#    here (measured), and the standard remedy: a private linear head on features learned from public faces;
 # 2. **federated averaging** across clients that hold *different people* (non-IID), against an IID split and
 #    against centralised training with the same number of epochs;
 # 3. **template protection**: stored embeddings encrypted with AES-GCM (round trip, tampering), and a
@@ -1192,9 +1193,9 @@ fk.notebook.check("error at m = 4096 (section 3's)", ex4[4096], float(np.abs(ham
                   rtol=1e-9);
 
 # %% [markdown]
-# **Exercise 5 ★★★ (open question).** DP-SGD at the largest $\varepsilon$ of section 1 is far below the
-# non-private model on the closed-set accuracy, while its verification AUC falls less. Propose measurements
-# that tell apart the candidate causes (noise against signal per step, the clipping norm, the optimiser under
+# **Exercise 5 ★★★ (open question).** In section 1's table, compare DP-SGD of the whole network with the
+# non-private model, on the closed-set accuracy and on the verification AUC. Where it falls far behind, propose
+# measurements that tell apart the candidate causes (noise against signal per step, the clipping norm, the optimiser under
 # noise, too few steps), and the changes you would try first to reach a useful accuracy at
 # $\varepsilon \le 8$. What would each measurement show if its cause were the main one?
 
