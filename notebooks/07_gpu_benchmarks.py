@@ -63,7 +63,6 @@ seed = 0
 import math
 import time
 from dataclasses import asdict, dataclass
-from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -152,23 +151,7 @@ LATENCY_TIMER = Timer(warmup=S.warmup, repeats=S.latency_repeats)
 # How long this chapter takes at each profile, read from the committed report runs (`reports/*/summary.json`):
 
 # %%
-def chapter_durations(stem: str) -> pd.Series:
-    """Seconds of the newest committed successful run of notebook `stem`, per profile."""
-    from facekit.reports.summary import load_summary
-
-    found = {}
-    for path in sorted(Path(fk.__file__).resolve().parents[1].glob("reports/*/summary.json")):
-        run = load_summary(path.parent)
-        for e in run.entries:
-            newer = (run.started or "") >= found.get(run.profile, ("",))[0]
-            if e.name == stem and e.status == "ok" and e.duration_s and newer:
-                found[run.profile] = (run.started or "", e.duration_s)
-    return pd.Series({k: v[1] for k, v in found.items()}, name="seconds", dtype=float)
-
-
-durations = chapter_durations("07_gpu_benchmarks")
-fk.notebook.say("; ".join(f"**{name}**: " + (f"{durations[name] / 60:.1f} min" if name in durations
-                                             else "no committed run yet") for name in ("smoke", "cpu", "gpu")))
+fk.notebook.say(fk.notebook.durations_sentence("07_gpu_benchmarks"))
 
 # %% [markdown]
 # ## 1. What this run is measured on
