@@ -370,7 +370,7 @@ if LFW_OK:
         for i in range(len(demo_faces)):
             axes[i, j].imshow(shown[i].permute(1, 2, 0))
             axes[i, j].axis("off")
-        axes[0, j].set_title("original (160 px)" if px is None else f"{px} px, back to 160")
+        axes[0, j].set_title("original" if px is None else f"{px} px, resized back", fontsize=9)
     fig.suptitle("What the recogniser receives at each resolution")
     plt.show()
 
@@ -412,14 +412,15 @@ for c in CANDIDATES:
 
 # %%
 if CANDIDATES:
-    fig, axes = plt.subplots(len(CANDIDATES), 1, figsize=(12, 1.3 * len(CANDIDATES)), squeeze=False)
+    fig, axes = plt.subplots(len(CANDIDATES), 1, figsize=(12, 1.7 * len(CANDIDATES)), squeeze=False)
     for ax, c in zip(axes[:, 0], CANDIDATES):
         stages = [(n, False) for n in getattr(c.trunk, "net", c.trunk).names]  # FaceNet's trunk: Standardized
-        stages += [(n, True) for n in c.head.names] + [("ArcFace classes (new)", True)]
+        stages += [(n, True) for n in c.head.names] + [("ArcFace", True)]  # the new classes
         for k, (name, trained) in enumerate(stages):
             ax.add_patch(plt.Rectangle((k, 0), 0.9, 1, color="C1" if trained else "0.8"))
             ax.text(k + 0.45, 0.5, name, ha="center", va="center", rotation=90 if len(name) > 8 else 0, fontsize=7)
-        ax.set(xlim=(0, len(stages)), ylim=(0, 1), title=f"{c.name}: grey frozen (features cached), orange trained")
+        ax.set_title(f"{c.name}: grey frozen (features cached), orange trained (ArcFace: new classes)", fontsize=10)
+        ax.set(xlim=(0, len(stages)), ylim=(0, 1))
         ax.axis("off")
     plt.show()
 
