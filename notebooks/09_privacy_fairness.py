@@ -151,7 +151,8 @@ ctx = fk.notebook.setup(
 PROFILE, S, DEVICE, ROOT, FOUND = ctx.profile, ctx.sizes, ctx.device, ctx.root, ctx.found
 choice(lfw, ("auto", "off"), name="lfw")
 DIFFICULTY = "medium"  # the synthetic faces' difficulty preset (chapter 0)
-SEEDS = [seed + k for k in range(S.seeds)]  # the training seeds of every comparison over seeds
+SEEDS = [seed + k for k in range(fk.profiles.capped(S.seeds, "steps"))]  # the training seeds of every comparison
+FED_EPOCHS = fk.profiles.capped(S.epochs, "steps")  # centralised epochs and FedAvg epochs seen (capped in a dry run)
 
 # %% [markdown]
 # How long this chapter takes at each profile, read from the committed report runs:
@@ -626,12 +627,12 @@ def run_federated(split, le: int, seed_: int = seed):
     """(trained model, curve of evaluate() dicts) of centralised training (split None) or FedAvg."""
     if split is None:
         model, curve = new_model(seed_).to(DEVICE), []
-        for epoch in range(S.epochs):
+        for epoch in range(FED_EPOCHS):
             local_train(model, train_data, epochs=1, lr=S.lr, batch_size=S.batch_size, seed=seed_ + epoch,
                         device=DEVICE)
             curve.append(evaluate(model))
         return model, curve
-    cfg = FedConfig(rounds=max(1, S.epochs // le), local_epochs=le, lr=S.lr, batch_size=S.batch_size, seed=seed_,
+    cfg = FedConfig(rounds=max(1, FED_EPOCHS // le), local_epochs=le, lr=S.lr, batch_size=S.batch_size, seed=seed_,
                     device=str(DEVICE))
     res = fedavg(new_model(seed_), train_data, split, cfg, evaluate=evaluate)
     return res.model, res.history
@@ -653,7 +654,7 @@ for name, (split, le) in fed_runs.items():
     fed_final[name] = [curve[-1]]
     fed_rows.append({"training": name, "split": "none" if split is None else ("IID" if split is iid_split else
                                                                             "non-IID"),
-                     "local epochs": le, "rounds": max(1, S.epochs // le) if split is not None else 0,
+                     "local epochs": le, "rounds": max(1, FED_EPOCHS // le) if split is not None else 0,
                      "clients": len(people), "people per client": "/".join(map(str, people)),
                      "people on every client": shared, **curve[-1], "time_s": time.perf_counter() - t})
 fed_table = pd.DataFrame(fed_rows)
