@@ -392,3 +392,13 @@ def test_compare_seeds():
     assert loss.winner == "a"
     with pytest.raises(ValueError, match="at least 2 seeds"):
         st.compare_seeds([0.8], [0.7])
+
+
+def test_compare_seeds_names_no_winner_when_the_seeds_agree_exactly():
+    """Tied seeds (a coarse metric) give a zero-width t interval and p = 0: no spread, so no evidence either way."""
+    from facekit.stats import compare_seeds
+
+    tied = compare_seeds([0.80, 0.82, 0.81], [0.76, 0.78, 0.77], names=("A", "B"))
+    assert tied.winner is None and "spread" in tied.reason and "no detectable difference" in tied.text
+    spread = compare_seeds([0.80, 0.83, 0.81], [0.76, 0.78, 0.77], names=("A", "B"))
+    assert spread.winner == "a"

@@ -65,6 +65,9 @@ def mcnemar(correct_a, correct_b) -> Test:
     return Test(float(k), p, f"McNemar exact ({b} vs {c} discordant)", int(a.size))
 
 
+_TIED = 1e-12  # relative spread below which the seeds' differences count as all equal
+
+
 def paired_t(values_a, values_b, level: float = 0.95) -> Test:
     """Paired t-test over seeds: the mean of ``a_i - b_i`` against zero, with its t interval.
 
@@ -85,6 +88,8 @@ def paired_t(values_a, values_b, level: float = 0.95) -> Test:
     d = a - b
     n = d.size
     mean, sd = float(d.mean()), float(d.std(ddof=1))
+    if sd <= _TIED * max(abs(mean), 1.0):  # equal differences up to round-off: no spread at all
+        sd = 0.0
     se = sd / math.sqrt(n)
     q = float(student_t.ppf(0.5 + level / 2, n - 1))
     method = f"paired t over {n} seeds"

@@ -6,6 +6,8 @@ that compute the paired difference first) and is shown with ``fk.notebook.say(v.
 
 from __future__ import annotations
 
+import dataclasses
+
 from dataclasses import dataclass
 
 import numpy as np
@@ -189,5 +191,11 @@ def compare_seeds(values_a, values_b, names=("A", "B"), higher_is_better: bool =
     A winner needs at least :data:`MIN_SEEDS` seeds; with 2 the verdict is "no detectable difference".
     """
     test = paired_t(values_a, values_b, level)
-    return verdict(test.difference, names, p_value=test.p_value, n=test.n, unit="seeds", method="paired t",
-                   metric=metric, higher_is_better=higher_is_better, min_n=MIN_SEEDS)
+    out = verdict(test.difference, names, p_value=test.p_value, n=test.n, unit="seeds", method="paired t",
+                  metric=metric, higher_is_better=higher_is_better, min_n=MIN_SEEDS)
+    if test.difference.width == 0.0 and out.winner is not None:
+        # Every seed gave the same difference (common with a coarse metric such as k-fold accuracy on a few
+        # hundred pairs): the spread, and so the noise, cannot be estimated; t is infinite only by accident.
+        out = dataclasses.replace(out, winner=None, reason="the seeds' differences are all equal, so their spread "
+                                  "(the noise) cannot be estimated: run more seeds or use a finer metric")
+    return out
