@@ -219,7 +219,7 @@ if REAL:
     outside = people_outside_folds(ROOT, folds=S.eval_folds)
     free = [p for images in outside.values() for p in images]  # images of people in no evaluated fold
     rng.shuffle(free)
-    train_paths = free[: S.distill_images] if S.distill_images else free
+    train_paths = free[: fk.profiles.capped(S.distill_images or len(free))]  # 0 = all (a dry run caps either)
     calib_paths = train_paths[: S.calib_images]
     first_run = first_run_seconds(eval_paths + train_paths)
     eval_chips, train_chips = lfw_chips(eval_paths), lfw_chips(train_paths)
@@ -244,7 +244,7 @@ if not REAL:
     pair_a, pair_b, is_same, pair_fold = map(np.array, (pair_a, pair_b, is_same, pair_fold))
     folds = [np.flatnonzero(pair_fold == k) for k in np.unique(pair_fold)]
     pair_person = eval_labels[pair_a]
-    train_chips, _ = synthetic_chips(max(2, (S.distill_images or 400) // 4), 4, 10_000)
+    train_chips, _ = synthetic_chips(max(2, fk.profiles.capped(S.distill_images or 400) // 4), 4, 10_000)
     print(f"LFW not found: {len(is_same)} pairs of synthetic faces, {len(train_chips)} synthetic training chips")
 pair_fold = np.zeros(len(is_same), int)
 for k, f in enumerate(folds):
