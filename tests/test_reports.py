@@ -185,6 +185,8 @@ def test_select_by_name_prefix_and_path(notebooks_dir):
     assert [p.stem for p in select_notebooks(None, notebooks_dir)] == ["00_good", "01_fail", "02_after"]
     assert select_notebooks([notebooks_dir / "01_fail.ipynb"], notebooks_dir) == [notebooks_dir / "01_fail.ipynb"]
     assert select_notebooks(["01_fail.ipynb"], notebooks_dir) == [notebooks_dir / "01_fail.ipynb"]
+    assert select_notebooks(["after"], notebooks_dir) == [notebooks_dir / "02_after.ipynb"]  # name without number
+    assert select_notebooks(["fail"], notebooks_dir) == [notebooks_dir / "01_fail.ipynb"]
 
 
 def test_select_errors(notebooks_dir, tmp_path):

@@ -31,8 +31,15 @@ def available_notebooks(notebooks_dir: str | os.PathLike = "notebooks") -> list[
     return sorted(p for p in notebooks_dir.glob("*.ipynb") if not p.name.startswith("."))
 
 
+def _topic(stem: str) -> str:
+    """A notebook's name without its number: ``11_verify_your_faces`` -> ``verify_your_faces``."""
+    head, _, rest = stem.partition("_")
+    return rest if head.isdigit() and rest else stem
+
+
 def select_notebooks(items=None, notebooks_dir: str | os.PathLike = "notebooks") -> list[Path]:
-    """Resolve paths, names and name prefixes (``"00"``, ``"01_cnn"``) to notebooks, in name order.
+    """Resolve paths, names and name prefixes (``"00"``, ``"01_cnn"``, or ``"verify"`` without the number) to
+    notebooks, in name order.
 
     >>> select_notebooks(["01"], "notebooks")  # doctest: +SKIP
     [PosixPath('notebooks/01_cnn_basics.ipynb')]
@@ -57,7 +64,8 @@ def select_notebooks(items=None, notebooks_dir: str | os.PathLike = "notebooks")
             chosen[ipynb] = None
             continue
         key = text[: -len(path.suffix)] if path.suffix in (".ipynb", ".py") else text
-        matches = [p for p in available if p.stem == key] or [p for p in available if p.stem.startswith(key)]
+        matches = ([p for p in available if p.stem == key] or [p for p in available if p.stem.startswith(key)]
+                   or [p for p in available if _topic(p.stem).startswith(key)])  # "verify" -> 11_verify_...
         if not matches:
             raise ConfigError(f"no notebook matches {text!r}; available notebooks: {listing}")
         if len(matches) > 1:
