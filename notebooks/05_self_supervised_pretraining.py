@@ -62,7 +62,6 @@ seed = 0
 # %%
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -151,22 +150,7 @@ SEEDS = [seed + 100 * i for i in range(S.seeds)]  # the first is `seed`: its mod
 # How long this chapter takes at each profile, read from the committed report runs (`reports/*/summary.json`):
 
 # %%
-def chapter_durations(stem: str) -> pd.Series:
-    """Seconds of the newest committed successful run of notebook `stem`, per profile."""
-    from facekit.reports.summary import load_summary
-
-    found = {}
-    for path in sorted(Path(fk.__file__).resolve().parents[1].glob("reports/*/summary.json")):
-        run = load_summary(path.parent)
-        for e in run.entries:
-            newer = (run.started or "") >= found.get(run.profile, ("",))[0]
-            if e.name == stem and e.status == "ok" and e.duration_s and newer:
-                found[run.profile] = (run.started or "", e.duration_s)
-    return pd.Series({k: v[1] for k, v in found.items()}, name="seconds", dtype=float)
-
-
-durations = chapter_durations("05_self_supervised_pretraining")
-fk.notebook.say("; ".join(f"**{p}**: {s / 60:.1f} min" for p, s in durations.items()) or "No committed run yet.")
+fk.notebook.say(fk.notebook.durations_sentence("05_self_supervised_pretraining"))
 
 # %% [markdown]
 # ## 1. Unlabelled faces, and labelled people kept for the probes

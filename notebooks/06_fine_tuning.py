@@ -67,7 +67,6 @@ import inspect
 import math
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -152,22 +151,7 @@ assert len(S.epochs) == len(FRACTIONS) and FRACTIONS[-1] == 1.0, "one epoch budg
 # How long this chapter takes at each profile, read from the committed report runs (`reports/*/summary.json`):
 
 # %%
-def chapter_durations(stem: str) -> pd.Series:
-    """Seconds of the newest committed successful run of notebook `stem`, per profile."""
-    from facekit.reports.summary import load_summary
-
-    found = {}
-    for path in sorted(Path(fk.__file__).resolve().parents[1].glob("reports/*/summary.json")):
-        run = load_summary(path.parent)
-        for e in run.entries:
-            newer = (run.started or "") >= found.get(run.profile, ("",))[0]
-            if e.name == stem and e.status == "ok" and e.duration_s and newer:
-                found[run.profile] = (run.started or "", e.duration_s)
-    return pd.Series({k: v[1] for k, v in found.items()}, name="seconds", dtype=float)
-
-
-durations = chapter_durations("06_fine_tuning")
-fk.notebook.say("; ".join(f"**{p}**: {s / 60:.1f} min" for p, s in durations.items()) or "No committed run yet.")
+fk.notebook.say(fk.notebook.durations_sentence("06_fine_tuning"))
 
 # %% [markdown]
 # ## 1. The pretrained backbones from chapter 5
