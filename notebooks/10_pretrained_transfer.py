@@ -436,7 +436,8 @@ if LFW_OK:
     pool = people_outside_folds(ROOT, folds=S.lfw_folds, min_images=2)
     names = np.random.default_rng(seed).permutation(sorted(pool))
     val_names = names[:S.val_people]
-    train_names = names[S.val_people:] if S.train_people == 0 else names[S.val_people:S.val_people + S.train_people]
+    n_train = fk.profiles.capped(S.train_people or len(names) - S.val_people)  # 0: all (a dry run caps that too)
+    train_names = names[S.val_people:S.val_people + n_train]
     assert not (set(train_names) | set(val_names)) & SUB.people and not set(train_names) & set(val_names)
 
     def images_of(people):
@@ -536,7 +537,8 @@ if LR_ROWS:
 FT = {}  # model -> {"low": [PairEvaluation per seed], "orig": [...]}
 for c in CANDIDATES:
     lr_scale, head0 = CHOSEN[c.name]
-    heads = [head0] + [fine_tune(c, TRAIN_F[c.name], lr_scale, seed + s)[0] for s in range(1, S.seeds)]
+    heads = [head0] + [fine_tune(c, TRAIN_F[c.name], lr_scale, seed + s)[0]
+                       for s in range(1, fk.profiles.capped(S.seeds, "steps"))]  # a dry run: 2 seeds
     FT[c.name] = {"low": [evaluate_pairs(SUB, lookup(run(h, LOW_FEAT[c.name])), distance="cosine") for h in heads],
                   "orig": [evaluate_pairs(SUB, lookup(run(h, FEAT[c.name])), distance="cosine") for h in heads]}
 AS_IS = {c.name: {"low": evaluate_pairs(SUB, lookup(LOW_EMB[c.name]), distance="cosine"),
