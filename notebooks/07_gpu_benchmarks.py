@@ -62,7 +62,7 @@ seed = 0
 # %%
 import math
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -91,7 +91,7 @@ class Sizes:
     models: tuple  # course backbones measured (names of facekit.bench.BACKBONES)
     pretrained: tuple  # real pretrained models measured when installed: dlib_resnet, facenet
     max_image_size: int  # cap on each model's input side (0 = the size each model is made for)
-    train_batch: int  # images per timed training step
+    train_batch: int = fk.profiles.count()  # images per timed training step (a dry run: at most 32)
     sweep_batches: tuple  # inference batch sizes (1 first: the sweep's batch-1 rate is checked against latency)
     warmup: int  # untimed calls before each measurement
     repeats: int  # timed samples per measurement (median and spread over them)
@@ -100,9 +100,9 @@ class Sizes:
     conv_channels: tuple  # channels of the 3x3 convolutions of the compute peak
     conv_side: int  # their feature-map side
     threads: tuple  # CPU thread counts tried for the peak (the best is the ceiling)
-    copy_mib: int  # size of the tensor copied for the bandwidth
+    copy_mib: int = fk.profiles.count()  # size of the tensor copied for the bandwidth
     lever_models: tuple  # models whose levers are measured
-    lever_batch: int  # batch of the lever measurements (inference and training)
+    lever_batch: int = fk.profiles.count()  # batch of the lever measurements (inference and training)
     lever_rounds: int  # paired rounds (baseline, then each lever) behind every lever verdict
     graph_batch: int  # the small inference batch of the CUDA-graph lever
     compile_models: tuple  # lever models whose torch.compile is measured (a minute or more to compile on a CPU)
@@ -142,6 +142,9 @@ ctx = fk.notebook.setup(
               compile_models=("small_resnet", "iresnet50", "vit", "mobilefacenet"), loader_images=8192,
               loader_batch=256, loader_workers=(0, 4, 8), dlib_chips=32, dlib_batch=32, dlib_rounds=3))
 PROFILE, S, DEVICE = ctx.profile, ctx.sizes, ctx.device
+if fk.profiles.dry_run():  # the code paths, not the work: products of at most 1024, batches at most the item cap
+    S = replace(S, matmul_sizes=tuple(dict.fromkeys(min(n, 1024) for n in S.matmul_sizes)),
+                sweep_batches=tuple(b for b in S.sweep_batches if b == fk.profiles.capped(b)))
 IS_CPU_RUN = DEVICE.type == "cpu"
 FULL_RUN = PROFILE != "smoke" and not fk.profiles.dry_run()  # timings are asserted only at full size
 TIMER = Timer(warmup=S.warmup, repeats=S.repeats)
