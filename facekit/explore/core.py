@@ -19,108 +19,19 @@ from __future__ import annotations
 
 import io
 import math
-from contextlib import contextmanager
-import os
-import sys
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Sequence
 
 from facekit.config import ConfigError
+from facekit.explore.controls import Choice, Control, Slider  # re-exported: the controls' home
+from facekit.explore.frontends import FALSE, STATIC_ENV, TRUE, frontend  # re-exported: deciding widget or static
 
 __all__ = ["Slider", "Choice", "Exploration", "frontend", "STATIC_ENV", "figure_png", "one_thread", "update_times"]
 
-STATIC_ENV = "FACEKIT_STATIC"  # "1": static figures only; "0": widgets whenever ipywidgets imports
-TRUE, FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
 PNG_COMPRESS_LEVEL = 1  # zlib level of the widget's PNGs: level 6 (the default) costs ~5x the time for ~20% less
 EXPLORATION_DPI = 72  # the notebooks' figure resolution (facekit.viz.NOTEBOOK_DPI)
-
-
-@dataclass(frozen=True)
-class Slider:
-    """A numeric control: ``lo`` to ``hi`` in steps of ``step``, starting at ``default``; ``integer`` for ints."""
-
-    lo: float
-    hi: float
-    step: float
-    default: float
-    integer: bool = False
-    description: str = ""
-
-    def __post_init__(self):
-        if not (self.lo <= self.default <= self.hi and self.step > 0):
-            raise ConfigError(f"Slider needs lo <= default <= hi and step > 0, got lo={self.lo}, "
-                              f"default={self.default}, hi={self.hi}, step={self.step}")
-
-    def values(self) -> list:
-        """Every value the slider can take, lo to hi."""
-        n = int(math.floor((self.hi - self.lo) / self.step + 1e-9)) + 1
-        vals = [min(self.lo + i * self.step, self.hi) for i in range(n)]
-        return [int(round(v)) for v in vals] if self.integer else vals
-
-    def check(self, name: str, value) -> Any:
-        slack = 1e-9 * max(1.0, abs(self.hi - self.lo))  # a widget's float rounding at either end
-        if (isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value)
-                or not self.lo - slack <= value <= self.hi + slack):
-            raise ConfigError(f"{name}={value!r} is not accepted; use a number in [{self.lo}, {self.hi}]")
-        value = min(max(value, self.lo), self.hi)
-        return int(round(value)) if self.integer else float(value)
-
-
-@dataclass(frozen=True)
-class Choice:
-    """A control with named options (a dropdown or toggle buttons); ``default`` is one of ``options``."""
-
-    options: tuple
-    default: Any
-    description: str = ""
-
-    def __post_init__(self):
-        if self.default not in self.options:
-            raise ConfigError(f"Choice default {self.default!r} is not one of {self.options!r}")
-
-    def values(self) -> list:
-        return list(self.options)
-
-    def check(self, name: str, value) -> Any:
-        if value not in self.options:
-            raise ConfigError(f"{name}={value!r} is not accepted; use one of: {', '.join(map(repr, self.options))}")
-        return value
-
-
-Control = Slider | Choice
-
-
-def frontend() -> tuple[str, str]:
-    """``("widget" | "static", reason)``: how explorations show themselves in this process.
-
-    >>> os.environ[STATIC_ENV] = "1"; frontend()[0]
-    'static'
-    >>> del os.environ[STATIC_ENV]
-    """
-    forced = os.environ.get(STATIC_ENV, "").strip().lower()
-    if forced in TRUE:
-        return "static", f"{STATIC_ENV}={os.environ[STATIC_ENV]}"
-    if forced and forced not in FALSE:
-        raise ConfigError(f"{STATIC_ENV}={os.environ[STATIC_ENV]!r} is not accepted; use 1 (static) or 0 (widgets)")
-    try:
-        import ipywidgets  # noqa: F401
-    except ImportError:
-        return "static", "ipywidgets is not installed"
-    if forced in FALSE:
-        return "widget", f"{STATIC_ENV}={os.environ[STATIC_ENV]}"
-    try:
-        from IPython import get_ipython
-    except ImportError:
-        return "static", "not running under IPython"
-    shell = get_ipython()
-    if shell is None or not hasattr(shell, "kernel") or shell.__class__.__name__ != "ZMQInteractiveShell":
-        return "static", "no Jupyter kernel (plain Python or a terminal IPython)"
-    if os.environ.get("JPY_SESSION_NAME"):
-        return "widget", "a Jupyter server session (JupyterLab or Notebook)"
-    if os.environ.get("VSCODE_PID") or "google.colab" in sys.modules:
-        return "widget", "VS Code or Colab"
-    return "static", "a kernel without a Jupyter server session (papermill, nbval or a console)"
 
 
 def figure_png(fig, dpi: int = EXPLORATION_DPI) -> bytes:
