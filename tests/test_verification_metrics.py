@@ -281,3 +281,21 @@ def test_metric_doctests(module):
 
     result = doctest.testmod(importlib.import_module(f"facekit.metrics.{module}"))
     assert result.failed == 0 and result.attempted > 0
+
+
+def test_held_out_correct_is_the_per_pair_outcome_of_kfold_accuracy():
+    import numpy as np
+
+    from facekit.metrics import held_out_correct, kfold_accuracy
+
+    rng = np.random.default_rng(0)
+    is_same = rng.random(300) < 0.5
+    scores = is_same + rng.normal(0, 0.8, 300)
+    folds = np.array_split(rng.permutation(300), 10)
+    result = kfold_accuracy(scores, is_same, folds)
+    correct = held_out_correct(scores, is_same, folds, result.thresholds)
+    assert correct.dtype == bool and correct.shape == (300,)
+    for fold, acc in zip(folds, result.accuracies):
+        assert correct[fold].mean() == pytest.approx(acc)
+    with pytest.raises(ValueError, match="one threshold per fold: 10 folds, 3 thresholds"):
+        held_out_correct(scores, is_same, folds, [0.1, 0.2, 0.3])

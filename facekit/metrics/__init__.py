@@ -17,12 +17,13 @@ from facekit.metrics.identification import (Gallery, IdentificationResult, cosin
 from facekit.metrics.openset import (OpenSetResult, choose_open_set_threshold, dir_at_far, open_set_metrics,
                                      open_set_rates, threshold_at_far)
 from facekit.metrics.verification import (FAR_TARGETS, KFoldResult, RocCurve, TarAtFar, VerificationReport, auc,
-                                          best_accuracy_threshold, eer, kfold_accuracy, min_impostor_pairs, roc,
+                                          best_accuracy_threshold, eer, held_out_correct, kfold_accuracy,
+                                          min_impostor_pairs, roc,
                                           tar_at_far, verification_report)
 
 __all__ = ["ClassificationResult", "classification_result", "plot_confusion", "FAR_TARGETS",
            "IdentificationResult", "KFoldResult", "RocCurve", "TarAtFar", "VerificationReport", "auc",
-           "best_accuracy_threshold", "cosine_scores", "eer", "identification", "kfold_accuracy",
+           "best_accuracy_threshold", "cosine_scores", "eer", "held_out_correct", "identification", "kfold_accuracy",
            "min_impostor_pairs", "roc", "tar_at_far", "verification_report", "COCO_IOU_THRESHOLDS", "DetectionAP",
            "ImageMatches", "PrecisionRecall", "average_precision", "detection_ap", "match_detections",
            "precision_recall", "recall_at_fppi", "GroupRates", "disparity", "global_threshold", "group_rates",

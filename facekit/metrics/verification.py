@@ -233,6 +233,28 @@ def kfold_accuracy(scores, is_same, folds=10) -> KFoldResult:
     return KFoldResult(float(accuracies.mean()), float(accuracies.std()), accuracies, thresholds)
 
 
+def held_out_correct(scores, is_same, folds, thresholds) -> np.ndarray:
+    """(N,) bool: whether each pair is decided right by its own fold's threshold (chosen on the other folds).
+
+    The per-pair outcome behind :func:`kfold_accuracy` (pass ``result.thresholds``), which paired tests need:
+    two models scored on the same pairs are compared pair by pair (``facekit.stats.compare_correct``).
+
+    >>> s = [0.9, 0.6, 0.4, 0.1] * 3
+    >>> r = kfold_accuracy(s, [1, 0, 0, 0] * 3, folds=3)
+    >>> bool(held_out_correct(s, [1, 0, 0, 0] * 3, 3, r.thresholds).mean() == r.mean)
+    True
+    """
+    s, y = _check(scores, is_same, both_classes=False)
+    folds = _as_folds(folds, s.size)
+    thresholds = np.asarray(thresholds, dtype=float).reshape(-1)
+    if thresholds.size != len(folds):
+        raise ValueError(f"need one threshold per fold: {len(folds)} folds, {thresholds.size} thresholds")
+    correct = np.zeros(s.size, dtype=bool)
+    for fold, threshold in zip(folds, thresholds):
+        correct[fold] = (s[fold] > threshold) == y[fold]
+    return correct
+
+
 @dataclass(frozen=True)
 class VerificationReport:
     roc: RocCurve
@@ -272,5 +294,6 @@ def verification_report(scores, is_same, folds=None, far_targets: Sequence[float
 
 
 __all__ = ["FAR_TARGETS", "RocCurve", "roc", "auc", "eer", "TarAtFar", "tar_at_far", "min_impostor_pairs",
+           "held_out_correct",
            "best_accuracy_threshold", "KFoldResult", "kfold_accuracy", "VerificationReport", "verification_report",
            "cosine_scores", "IdentificationResult", "identification"]

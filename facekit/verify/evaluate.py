@@ -23,7 +23,7 @@ import numpy as np
 
 from facekit.config import choice
 from facekit.data.lfw import PairSubset, evaluate_pairs
-from facekit.metrics.verification import KFoldResult, VerificationReport, verification_report
+from facekit.metrics.verification import KFoldResult, VerificationReport, held_out_correct, verification_report
 from facekit.pretrained.finding import STAGES
 from facekit.verify.models import GIVEN_STAGE, make_embedder
 from facekit.verify.pairs import ON_ERROR, InputError, PairList, PairListError, read_pair_list
@@ -135,13 +135,6 @@ def _check_images(pairs: PairList, on_error: str) -> PairList:
     return _drop(pairs, ~hit)
 
 
-def _held_out_correct(scores: np.ndarray, is_same: np.ndarray, folds: list, kfold: KFoldResult) -> np.ndarray:
-    correct = np.zeros(len(scores), bool)
-    for fold, threshold in zip(folds, kfold.thresholds):
-        correct[fold] = (scores[fold] > threshold) == is_same[fold]
-    return correct
-
-
 def _intervals(scores, is_same, correct, people, far: float, n_boot: int) -> dict:
     import facekit.stats as st
 
@@ -209,7 +202,7 @@ def verify_pairs(pairs, model="dlib", *, images=None, on_error: str = "raise", f
     kept, scores = result.kept, result.scores
     kept_index = np.flatnonzero(kept)
     kept_folds = [kept_index[f] for f in _renumbered_folds(sub.folds, kept)]
-    correct = _held_out_correct(np.where(kept, scores, -np.inf), sub.is_same, kept_folds, result.kfold)
+    correct = held_out_correct(np.where(kept, scores, -np.inf), sub.is_same, kept_folds, result.kfold.thresholds)
     report = verification_report(scores[kept], sub.is_same[kept], far_targets=far_targets)
     people = pair_list.people[kept]
     intervals = _intervals(scores[kept], sub.is_same[kept], correct[kept], people, INTERVAL_FAR, n_boot)
