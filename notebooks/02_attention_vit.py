@@ -149,7 +149,7 @@ ctx = fk.notebook.setup(
               lfw=True, lfw_min_images=20),
 )
 PROFILE, S, DEVICE, ROOT, FOUND = ctx.profile, ctx.sizes, ctx.device, ctx.root, ctx.found
-SEEDS = [seed + i for i in range(S.seeds)]
+SEEDS = [seed + i for i in range(fk.profiles.capped(S.seeds, "steps"))]  # a dry run: 2
 
 # %% [markdown]
 # ## 1. Attention from the formula, on a tiny example
@@ -747,7 +747,8 @@ def run(name, build, split, *, augment=False, epochs=None, callbacks=(), run_see
     speed = {} if light else {
         "train accuracy": evaluate(net, split.train, device=DEVICE)["accuracy"],
         "train img/s": train_throughput(hist, len(train)),
-        "inference img/s": inference_throughput(net, split.test.images, device=DEVICE)}
+        "inference img/s": inference_throughput(net, split.test.images[:fk.profiles.capped(len(split.test))],
+                                                device=DEVICE)}  # a dry run times a few images only
     return {"model": name, "parameters (M)": count_parameters(net) / 1e6, "MFLOPs/image": count_flops(net, shape) / 1e6,
             "held-out accuracy": float(correct.mean()), **speed, "epochs": len(hist.records), "seconds": seconds,
             "net": net, "history": hist, "snapshots": snapshots.states, "correct": correct, "seed": run_seed}
