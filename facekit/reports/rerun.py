@@ -23,6 +23,31 @@ from facekit.reports.summary import NOT_DONE, RunSummary, load_summary, write_su
 _UNSET = object()
 
 
+def _load_run(run_dir: Path) -> RunSummary:
+    """The run's summary, or a ConfigError naming the folder or the unreadable file."""
+    if not (run_dir / "summary.json").is_file():
+        raise ConfigError(f"--rerun-failed {str(run_dir)!r}: no summary.json there; give a run folder "
+                          "such as reports/2026-01-31-cpu-cpu")
+    try:
+        return load_summary(run_dir)
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(f"--rerun-failed: {run_dir / 'summary.json'} cannot be read: {exc}") from exc
+
+
+def _sources(summary: RunSummary, order: list[str]) -> list[tuple]:
+    """``(entry, source notebook)`` of each notebook to rerun, in ``order``; each source must still exist."""
+    by_name = {e.name: e for e in summary.entries}
+    todo = []
+    for name in order:
+        entry = by_name[name]
+        source = Path(entry.source)
+        if not source.is_file():
+            raise ConfigError(f"--rerun-failed: notebook {name!r} has no source notebook at {str(source)!r} "
+                              "(the run recorded that path; run from the same folder)")
+        todo.append((entry, source))
+    return todo
+
+
 def rerun_failed(run_dir: str | os.PathLike, *, kernel_name=_UNSET, execution_timeout=_UNSET, html=_UNSET,
                  progress: bool = True, reports_dir: str | os.PathLike | None = _UNSET) -> RunSummary:
     """Execute again the failed, skipped and not-run notebooks of `run_dir`; return the updated summary.
@@ -37,29 +62,15 @@ def rerun_failed(run_dir: str | os.PathLike, *, kernel_name=_UNSET, execution_ti
     Nothing to rerun is not an error: the summary comes back unchanged.
     """
     run_dir = Path(run_dir)
-    if not (run_dir / "summary.json").is_file():
-        raise ConfigError(f"--rerun-failed {str(run_dir)!r}: no summary.json there; give a run folder "
-                          "such as reports/2026-01-31-cpu-cpu")
-    try:
-        summary = load_summary(run_dir)
-    except (ValueError, TypeError) as exc:
-        raise ConfigError(f"--rerun-failed: {run_dir / 'summary.json'} cannot be read: {exc}") from exc
+    summary = _load_run(run_dir)
     todo_names = [e.name for e in summary.entries if e.status in NOT_DONE]
     if not todo_names:
         if progress:
             print(f"facekit report: nothing to rerun in {run_dir} (every notebook passed)", file=sys.stderr)
         return summary
     graph = {e.name: list(e.depends_on) for e in summary.entries}
-    by_name = {e.name: e for e in summary.entries}
     order = topological_order(todo_names, graph)
-    todo = []
-    for name in order:
-        entry = by_name[name]
-        source = Path(entry.source)
-        if not source.is_file():
-            raise ConfigError(f"--rerun-failed: notebook {name!r} has no source notebook at {str(source)!r} "
-                              "(the run recorded that path; run from the same folder)")
-        todo.append((entry, source))
+    todo = _sources(summary, order)
     opts = summary.options or {}
     kernel_name = opts.get("kernel_name") if kernel_name is _UNSET else kernel_name
     execution_timeout = opts.get("execution_timeout") if execution_timeout is _UNSET else execution_timeout
@@ -76,10 +87,8 @@ def rerun_failed(run_dir: str | os.PathLike, *, kernel_name=_UNSET, execution_ti
         entry.status, entry.reruns = "pending", entry.reruns + 1
         if slug != summary.device_slug:
             entry.warnings.append(f"rerun on {slug}, the run was on {summary.device_slug}: durations differ")
-    if not summary.artifacts_dir:  # a run made before per-run artifacts: keep its kernels' default
-        artifacts = os.environ.get(ARTIFACTS_ENV, "")
-    else:
-        artifacts = summary.artifacts_dir
+    # a run made before per-run artifacts: keep its kernels' default
+    artifacts = summary.artifacts_dir or os.environ.get(ARTIFACTS_ENV, "")
     env = kernel_environment(run_dir, artifacts, max_steps=(summary.options or {}).get("max_steps"))
     summary.finished = None
     write_summary(summary)
