@@ -206,6 +206,19 @@ def metrics_table(summary: RunSummary) -> list[str]:
     return lines
 
 
+def _failure_line(e: NotebookEntry) -> str:
+    """``- **name** (cell i, In [n]): `Error: first line of its message```."""
+    err = e.error or {}
+    where = []
+    if err.get("cell_index") is not None:
+        where.append(f"cell {err['cell_index']}")
+    if err.get("execution_count") is not None:
+        where.append(f"In [{err['execution_count']}]")
+    at = f" ({', '.join(where)})" if where else ""
+    evalue = str(err.get("evalue", "")).strip().splitlines()
+    return f"- **{e.name}**{at}: `{err.get('ename', '?')}: {evalue[0] if evalue else ''}`"
+
+
 def render_markdown(summary: RunSummary) -> str:
     """The run's ``summary.md``: facts of the run, a table of notebooks, metrics, plots, failures."""
     d = summary.device
@@ -252,19 +265,8 @@ def render_markdown(summary: RunSummary) -> str:
         lines += ["", "## Metrics", ""] + table
     if summary.plots:
         lines += ["", "## Plots", ""] + [f"![{Path(p).stem}]({p})" for p in summary.plots]
-    failed = summary.failed
-    if failed:
-        lines += ["", "## Failures", ""]
-        for e in failed:
-            err = e.error or {}
-            where = []
-            if err.get("cell_index") is not None:
-                where.append(f"cell {err['cell_index']}")
-            if err.get("execution_count") is not None:
-                where.append(f"In [{err['execution_count']}]")
-            at = f" ({', '.join(where)})" if where else ""
-            evalue = str(err.get("evalue", "")).strip().splitlines()
-            lines.append(f"- **{e.name}**{at}: `{err.get('ename', '?')}: {evalue[0] if evalue else ''}`")
+    if summary.failed:
+        lines += ["", "## Failures", ""] + [_failure_line(e) for e in summary.failed]
     warned = [(e.name, w) for e in summary.entries for w in e.warnings]
     if warned:
         lines += ["", "## Warnings", ""] + [f"- **{n}**: {w}" for n, w in warned]
