@@ -214,19 +214,20 @@ def measure_levers(model: nn.Module, image_shape: Sequence[int], *, levers: Sequ
                                                       timers[lever].use_cuda_events)
             lever_rounds[lever].append(timed(lever, run, warm))
             pair_base[lever].append(base)
+    return [_lever_result(lever, mode, batch_size, reasons[lever], base_rounds, lever_rounds.get(lever),
+                          pair_base.get(lever)) for lever in levers]
+
+
+def _lever_result(lever: str, mode: str, batch_size: int, reason: str | None, base_rounds: list[float],
+                  rounds: list[float] | None, pair_base: list[float] | None) -> LeverResult:
+    """One row of :func:`measure_levers`: skipped (with its reason), the fp32 baseline, or a lever's rounds."""
     base_median = _median(base_rounds)
-    results = []
-    for lever in levers:
-        if reasons[lever] is not None:
-            results.append(LeverResult(lever, mode, batch_size, base_median, float("nan"), reasons[lever],
-                                       tuple(base_rounds), ()))
-        elif lever == "fp32":
-            results.append(LeverResult(lever, mode, batch_size, base_median, base_median, None, tuple(base_rounds),
-                                       tuple(base_rounds)))
-        else:
-            results.append(LeverResult(lever, mode, batch_size, base_median, _median(lever_rounds[lever]), None,
-                                       tuple(pair_base[lever]), tuple(lever_rounds[lever])))
-    return results
+    if reason is not None:
+        return LeverResult(lever, mode, batch_size, base_median, float("nan"), reason, tuple(base_rounds), ())
+    if lever == "fp32":
+        return LeverResult(lever, mode, batch_size, base_median, base_median, None, tuple(base_rounds),
+                           tuple(base_rounds))
+    return LeverResult(lever, mode, batch_size, base_median, _median(rounds), None, tuple(pair_base), tuple(rounds))
 
 
 __all__ = ["LEVERS", "MODES", "skip_reason", "tf32", "cuda_graph_inference", "prepare", "LeverResult",
