@@ -189,15 +189,18 @@ def fetch(url: str, dest, *, sha256=None, resume=True, timeout=30, progress=True
             )
         break
     if sha256 is not None:
-        actual = file_sha256(part)
-        if actual != sha256.lower():
-            part.unlink()
-            raise DownloadError(
-                f"checksum mismatch for {dest} (from {url}): expected sha256 {sha256.lower()}, got {actual}; "
-                f"the file was removed"
-            )
+        _check_sha256(part, dest, url, sha256)
     os.replace(part, dest)
     return dest
+
+
+def _check_sha256(part: Path, dest: Path, url: str, sha256: str) -> None:
+    """Remove ``part`` and raise DownloadError when its digest is not ``sha256``."""
+    actual = file_sha256(part)
+    if actual != sha256.lower():
+        part.unlink()
+        raise DownloadError(f"checksum mismatch for {dest} (from {url}): expected sha256 {sha256.lower()}, "
+                            f"got {actual}; the file was removed")
 
 
 def fetch_first(mirrors, dest, **kwargs) -> Path:
