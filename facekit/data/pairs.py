@@ -88,6 +88,24 @@ def _unique_pairs(rng, wanted: int, total: int, draw, enumerate_all) -> np.ndarr
     return np.array(list(seen), dtype=np.int64).reshape(-1, 2)
 
 
+def _impostor_draws(y: np.ndarray):
+    """``(draw(rng, k), all())`` of impostor pairs ``a < b`` of labels ``y``: k random draws (pairs of one
+    person dropped), or every such pair."""
+    n = len(y)
+
+    def draw_diff(r, k):
+        ab = r.integers(n, size=(k, 2))
+        ab = ab[y[ab[:, 0]] != y[ab[:, 1]]]
+        return np.sort(ab, axis=1)
+
+    def all_diff():
+        a, b = np.triu_indices(n, 1)
+        keep = y[a] != y[b]
+        return np.stack([a[keep], b[keep]], 1)
+
+    return draw_diff, all_diff
+
+
 def make_pairs(labels, num_same: int, num_diff: int, seed: int = 0) -> Pairs:
     """Draw `num_same` genuine and `num_diff` impostor pairs of images, each pair at most once.
 
@@ -114,7 +132,6 @@ def make_pairs(labels, num_same: int, num_diff: int, seed: int = 0) -> Pairs:
     num_same = _check_count("num_same", num_same, total_same, "genuine (same-person)")
     num_diff = _check_count("num_diff", num_diff, total_diff, "impostor (different-person)")
     rng = np.random.default_rng(seed)
-    n = len(y)
 
     order = np.argsort(y, kind="stable")  # image indices grouped by identity
     _, start, counts = np.unique(y[order], return_index=True, return_counts=True)
@@ -133,18 +150,8 @@ def make_pairs(labels, num_same: int, num_diff: int, seed: int = 0) -> Pairs:
         out = [np.stack(np.triu_indices(c, 1), 1) for c in counts]
         return np.sort(np.concatenate([order[s + p] for s, p in zip(start, out)]), axis=1).reshape(-1, 2)
 
-    def draw_diff(r, k):
-        ab = r.integers(n, size=(k, 2))
-        ab = ab[y[ab[:, 0]] != y[ab[:, 1]]]
-        return np.sort(ab, axis=1)
-
-    def all_diff():
-        a, b = np.triu_indices(n, 1)
-        keep = y[a] != y[b]
-        return np.stack([a[keep], b[keep]], 1)
-
     same = _unique_pairs(rng, num_same, total_same, draw_same, all_same)  # (num_same, 2)
-    diff = _unique_pairs(rng, num_diff, total_diff, draw_diff, all_diff)  # (num_diff, 2)
+    diff = _unique_pairs(rng, num_diff, total_diff, *_impostor_draws(y))  # (num_diff, 2)
     ab = np.concatenate([same, diff]).astype(np.int64)
     is_same = np.r_[np.ones(len(same), bool), np.zeros(len(diff), bool)]
     perm = rng.permutation(len(ab))
