@@ -23,7 +23,8 @@ from facekit.pretrained.dlib_dat import DlibFormatError, DlibLayer, DlibNet, dli
 from facekit.pretrained.dlib_resnet import (CHIP_SIZE, DESCRIPTOR_DIM, MEAN_RGB, SAME_PERSON_DISTANCE, DlibFaceResNet,
                                             expected_layer_kinds, load_dlib_resnet, state_dict_from_dlib)
 from facekit.pretrained.face_chip import (CHIP_PADDING, TEMPLATE_5, ChipDetails, DlibNotInstalled, chip_details,
-                                          dlib_landmarks, extract_chip, face_chip, similarity_transform)
+                                          extract_chip, face_chip, similarity_transform)
+from facekit.pretrained.landmarks import dlib_landmarks
 from facekit.pretrained.facenet import facenet_cache_dir, load_facenet, standardize_faces
 from facekit.pretrained.facenet_graph import (FacenetGraphError, facenet_graph_path, read_frozen_graph,
                                               state_dict_from_graph)

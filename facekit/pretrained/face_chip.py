@@ -223,28 +223,5 @@ def _landmark_tools(predictor_path):
 CENTER_BOX_FRACTION = 0.45  # fallback box: a centred square of this fraction of the shorter side
 
 
-def dlib_landmarks(image, *, upsample: int = 1, fallback: str = "center", predictor_path=None):
-    """5 landmarks of the face nearest the image centre, from dlib's HOG detector and 5-point predictor.
-
-    Args:
-        image: RGB uint8 (H, W, 3) array or (3, H, W) tensor.
-        upsample: times the detector upsamples the image (dlib's default for small faces: 1).
-        fallback: when HOG finds no face: "center" runs the shape predictor on a centred square box
-            of ``CENTER_BOX_FRACTION`` of the shorter side (LFW images are centred on the face),
-            "none" returns None.
-        predictor_path: the 5-point model; default: the one of ``face_recognition_models``.
-
-    Returns:
-        ``(landmarks, found)``: (5, 2) float64 x, y, and whether HOG found the face
-        (``(None, False)`` with ``fallback="none"`` and no face).
-    """
-    from facekit.pretrained.finding import FaceFinder  # the one face-finding code; imported here (no cycle)
-
-    _dlib()  # DlibNotInstalled, naming the pip package, before anything else
-    finder = FaceFinder(("hog",), upsample=upsample, fallback=fallback, max_side=None, predictor_path=predictor_path)
-    face = finder(image)
-    return face.landmarks, face.found
-
-
 __all__ = ["TEMPLATE_5", "CHIP_SIZE", "CHIP_PADDING", "ChipDetails", "similarity_transform", "chip_details",
-           "extract_chip", "face_chip", "dlib_landmarks", "DlibNotInstalled"]
+           "extract_chip", "face_chip", "DlibNotInstalled"]
