@@ -120,3 +120,36 @@ def test_every_module_imports(name):
         if (err.name or "").split(".")[0] == "facekit":
             raise
         pytest.skip(f"{name} needs {err.name}, which is not installed")
+
+
+# Size limits of the style guide: a file past ~300 lines is a sign to split, a function body past ~60 lines too.
+MAX_FILE_LINES = 320  # "about 300": cli, download, attention and finding sit at 301-314 lines, one idea each
+MAX_FUNCTION_BODY = 60  # lines of code after the docstring
+SIZE_EXCEPTIONS: dict[str, str] = {}  # "facekit/<file>.py": the reason it may stay longer
+
+
+def _function_bodies(tree):
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            body = node.body
+            first = body[0]
+            if isinstance(first, ast.Expr) and isinstance(getattr(first, "value", None), ast.Constant) \
+                    and isinstance(first.value.value, str):
+                if len(body) == 1:
+                    continue
+                first = body[1]
+            yield node.name, node.end_lineno - first.lineno + 1
+
+
+def test_files_and_functions_stay_small():
+    too_long = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        rel = path.relative_to(PACKAGE.parent).as_posix()
+        if rel in SIZE_EXCEPTIONS:
+            continue
+        source = path.read_text(encoding="utf-8")
+        if len(source.splitlines()) > MAX_FILE_LINES:
+            too_long.append(f"{rel}: {len(source.splitlines())} lines")
+        too_long += [f"{rel}:{name}: {n} lines" for name, n in _function_bodies(ast.parse(source))
+                     if n > MAX_FUNCTION_BODY]
+    assert not too_long, "split these (or list them in SIZE_EXCEPTIONS with a reason): " + "; ".join(too_long)
