@@ -102,7 +102,7 @@ class Sizes:
     threads: tuple  # CPU thread counts tried for the peak (the best is the ceiling)
     copy_mib: int = fk.profiles.count()  # size of the tensor copied for the bandwidth
     lever_models: tuple  # models whose levers are measured
-    lever_batch: int = fk.profiles.count()  # batch of the lever measurements (inference and training)
+    lever_batch: int = fk.profiles.count("steps")  # batch of the lever measurements (a dry run: max_steps images)
     lever_rounds: int  # paired rounds (baseline, then each lever) behind every lever verdict
     graph_batch: int  # the small inference batch of the CUDA-graph lever
     compile_models: tuple  # lever models whose torch.compile is measured (a minute or more to compile on a CPU)
