@@ -595,8 +595,10 @@ with torch.no_grad():
     out_a, out_b = with_cls, shuffled
     for blk in vit_probe.blocks:
         out_a, out_b = blk(out_a), blk(out_b)
-torch.testing.assert_close(out_b[:, 1:], out_a[:, 1:][:, perm], rtol=1e-5, atol=1e-5)  # outputs permuted alike
-torch.testing.assert_close(out_b[:, 0], out_a[:, 0], rtol=1e-5, atol=1e-5)  # the class token cannot tell
+# Tolerance 1e-4: the sums inside attention run in another order after shuffling, and float32 round-off grows
+# through the blocks; a wrong permutation would differ by the size of the outputs themselves.
+torch.testing.assert_close(out_b[:, 1:], out_a[:, 1:][:, perm], rtol=1e-4, atol=1e-4)  # outputs permuted alike
+torch.testing.assert_close(out_b[:, 0], out_a[:, 0], rtol=1e-4, atol=1e-4)  # the class token cannot tell
 print(f"shuffling {len(perm)} patch tokens leaves the class token's output unchanged (max |diff| "
       f"{(out_b[:, 0] - out_a[:, 0]).abs().max():.1e}): without positions a face and its scrambled patches look alike")
 
