@@ -100,7 +100,12 @@ def max_steps() -> int | None:
     >>> import os; os.environ.pop("FACEKIT_MAX_STEPS", None) and None; max_steps() is None
     True
     """
-    raw = os.environ.get(MAX_STEPS_VAR, "").strip()
+    return _positive_int_env(MAX_STEPS_VAR)
+
+
+def _positive_int_env(var: str) -> int | None:
+    """``$var`` as a whole number >= 1, or None when unset or blank; anything else is a ConfigError naming it."""
+    raw = os.environ.get(var, "").strip()
     if not raw:
         return None
     try:
@@ -108,7 +113,7 @@ def max_steps() -> int | None:
     except ValueError:
         value = 0
     if value < 1:
-        raise ConfigError(f"${MAX_STEPS_VAR}={raw!r} is not accepted; use a whole number >= 1, or unset it")
+        raise ConfigError(f"${var}={raw!r} is not accepted; use a whole number >= 1, or unset it")
     return value
 
 
@@ -155,16 +160,8 @@ def dry_items() -> int | None:
     None outside a dry run."""
     if max_steps() is None:
         return None
-    raw = os.environ.get(DRY_ITEMS_VAR, "").strip()
-    if not raw:
-        return DEFAULT_DRY_ITEMS
-    try:
-        value = int(raw)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise ConfigError(f"${DRY_ITEMS_VAR}={raw!r} is not accepted; use a whole number >= 1, or unset it")
-    return value
+    value = _positive_int_env(DRY_ITEMS_VAR)
+    return DEFAULT_DRY_ITEMS if value is None else value
 
 
 def count_kind(name: str, f: dataclasses.Field | None = None) -> str | None:
