@@ -155,7 +155,7 @@ plt.show()
 # each? A cheap yardstick that needs no training: classify held-out images by the **nearest class mean** of
 # raw pixels. It is far from a good face recogniser, but it tells how much the nuisance hides identity.
 
-# %%
+# %% tags=["key-figure"]
 print(pd.DataFrame({name: dataclasses.asdict(Difficulty.preset(name)) for name in ("easy", "medium", "hard")}).to_string())
 
 
@@ -171,7 +171,7 @@ def nearest_class_mean_accuracy(difficulty) -> float:
 probe = {name: nearest_class_mean_accuracy(name) for name in ("easy", "medium", "hard")}
 chance = 1 / S.probe_identities
 for name, acc in probe.items():
-    record(f"pixel_ncm_accuracy[{name}]", round(acc, 4))
+    record(f"pixel_ncm_accuracy[{name}]", round(acc, 4), key=True)
 print(pd.Series(probe, name="nearest-class-mean accuracy on raw pixels").round(3).to_string(), f"\nchance: {chance:.3f}")
 assert probe["easy"] > probe["hard"], "the presets should be ordered by difficulty"
 assert probe["easy"] > 2 * chance, "easy identities should be separable even from raw pixels"
@@ -301,8 +301,8 @@ if FOUND.get("lfw"):
         "pairs.txt folds": len(pairs["pairs"].folds),
     }
     print(pd.Series(summary).to_string())
-    record("lfw_images", summary["images"])
-    record("lfw_people", summary["people"])
+    record("lfw_images", summary["images"], key=True)
+    record("lfw_people", summary["people"], key=True)
     assert summary["images"] == 13233 and summary["people"] == 5749 and summary["people with >= 2 images"] == 1680
     assert len(pairs["pairs"].folds) == 10 and all(len(f) == 600 for f in pairs["pairs"].folds)
 

@@ -478,7 +478,7 @@ model = baseline["model"]
 train_acc, test_acc = baseline["train accuracy"], baseline["held-out accuracy"]
 record("article_cnn_params", baseline["parameters"])
 record("article_cnn_train_accuracy", round(train_acc, 4))
-record("article_cnn_heldout_accuracy", round(test_acc, 4))
+record("article_cnn_heldout_accuracy", round(test_acc, 4), key=True)
 fk.notebook.say(f"Train accuracy **{train_acc:.3f}**, held-out accuracy **{test_acc:.3f}** on {len(test_idx)} "
                 f"images of {num_classes} people (chance {CHANCE:.3f}), after {baseline['epochs run']} epochs.")
 
@@ -787,7 +787,7 @@ fk.notebook.say("\n".join(f"- {v.text}" for v in verdicts.values()))
 # The same verdicts as a figure: one dot per seed (the difference remedy minus baseline), the mean and its
 # 95% interval as a bar. A remedy helps by the rule when its whole bar is right of zero.
 
-# %%
+# %% tags=["key-figure"]
 fig, ax = plt.subplots(figsize=(7, 2.9))
 for i, (name, v) in enumerate(verdicts.items()):
     diffs = accuracies(name) - accuracies("baseline")
@@ -802,7 +802,7 @@ plt.show()
 if PROFILE != "smoke" and dataset == "synthetic":  # augmentation narrows the train/held-out gap
     assert remedies.loc["augmentation", ("gap", "mean")] < remedies.loc["baseline", ("gap", "mean")]
 helped = [n for n, v in verdicts.items() if v.winner == "a"]
-record("remedies_that_helped", "; ".join(helped) or "none");
+record("remedies_that_helped", "; ".join(helped) or "none", key=True);
 
 # %% [markdown]
 # Why the loose rule misleads: a single seed's difference mixes the recipe's effect with the luck of one
@@ -869,7 +869,7 @@ comparison = pd.DataFrame({
                               np.mean([runs[("augmentation", s)]["train accuracy"] for s in SEEDS])],
 }, index=["SmallResNet + augmentation", "ArticleCNN + augmentation"])
 print(comparison.round(3).to_string())
-record("small_resnet_heldout_accuracy", round(float(resnet_acc.mean()), 4))
+record("small_resnet_heldout_accuracy", round(float(resnet_acc.mean()), 4), key=True)
 record("small_resnet_verdict", v_resnet.winner or "none")
 assert resnet_runs[seed]["parameters"] < runs[("augmentation", seed)]["parameters"]
 fk.notebook.say(f"**Verdict:** {v_resnet.text}.")

@@ -773,8 +773,8 @@ print(main_table.round({"parameters (M)": 3, "MFLOPs/image": 1, "train accuracy"
                         "train img/s": 0, "inference img/s": 0, "seconds": 1}).to_string())
 cnn_acc, vit_acc = main["SmallResNet"]["held-out accuracy"], main["ViT"]["held-out accuracy"]
 record("article_cnn_heldout_accuracy", round(main["ArticleCNN"]["held-out accuracy"], 4))
-record("cnn_heldout_accuracy", round(cnn_acc, 4))
-record("vit_heldout_accuracy", round(vit_acc, 4))
+record("cnn_heldout_accuracy", round(cnn_acc, 4), key=True)
+record("vit_heldout_accuracy", round(vit_acc, 4), key=True)
 record("vit_train_images_per_s", round(main["ViT"]["train img/s"], 1))
 record("cnn_train_images_per_s", round(main["SmallResNet"]["train img/s"], 1))
 
@@ -909,7 +909,7 @@ for name, r in remedy_runs.items():
 
 # %%
 best_remedy = max(remedy_runs, key=lambda n: remedy_runs[n]["history"].last("val_accuracy"))
-record("vit_best_remedy", best_remedy)
+record("vit_best_remedy", best_remedy, key=True)
 seed_runs["best ViT"] = with_seeds(remedy_runs[best_remedy], REMEDIES[best_remedy]["build"], data,
                                    **{k: v for k, v in REMEDIES[best_remedy].items() if k != "build"})
 best_vit = remedy_runs[best_remedy]["held-out accuracy"]
@@ -1229,7 +1229,7 @@ else:
 # the last block's class-token attention (uniform over $1 + N$ tokens: $\log(1+N)$ nats) measures how
 # concentrated it is.
 
-# %%
+# %% tags=["key-figure"]
 snap_epochs = sorted(vit_snaps)
 evolution, avg_maps = [], {}
 snap_model = copy.deepcopy(vit)

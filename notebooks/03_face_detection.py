@@ -1093,7 +1093,7 @@ print(f"{len(test_items)} synthetic test scenes, {synthetic_ap.num_faces} faces:
       f"{synthetic_ap.recall_at_fppi[1.0]:.3f}")
 if not np.isnan(reference):
     assert abs(reference - synthetic_ap.ap) < 1e-6, "facekit's COCO AP equals pycocotools'"
-record("synthetic_test_ap50", round(synthetic_ap.ap50, 4))
+record("synthetic_test_ap50", round(synthetic_ap.ap50, 4), key=True)
 record("synthetic_test_coco_ap", round(synthetic_ap.ap, 4))
 
 # %% [markdown]
@@ -1234,7 +1234,7 @@ if REAL:
           f"(one face is {1 / n_real_faces:.0%} of the recall)")
     print(side_by_side_real.round(3).to_string())
     for name, value in side_by_side_real["AP@0.5"].items():
-        record(f"real_ap50_{name.split(' ')[0].lower()}{'_ft' if 'fine' in name else ''}", round(value, 4))
+        record(f"real_ap50_{name.split(' ')[0].lower()}{'_ft' if 'fine' in name else ''}", round(value, 4), key="fine" in name)
 else:
     side_by_side_real = None
     print("dlib_faces not found: the real-photo comparison is skipped")
@@ -1306,7 +1306,7 @@ if PROFILE != "smoke":
 # usual operating point: all the Haar cascade returns, dlib's SVM margin above 0, MTCNN and ours at the scores in
 # `OPERATING_POINT`):
 
-# %%
+# %% tags=["key-figure"]
 OPERATING_POINT = {"Haar (OpenCV)": -np.inf, "dlib HOG": 0.0, "MTCNN": 0.9, "ours (synthetic)": 0.5,
                    "ours (+ real fine-tuning)": 0.5}
 if REAL:
@@ -1442,7 +1442,7 @@ fk.notebook.say(f"Mean squared distance: {np.mean(before_sq):.1f} px² (box crop
                 f"(aligned), lower for every face as least squares guarantees; the mean distance is lower for "
                 f"{int((errors['similarity aligned'] < errors['box crop']).sum())} of {len(errors)} faces.")
 record("alignment_error_px_before", round(float(np.mean(before_err)), 2))
-record("alignment_error_px_after", round(float(np.mean(after_err)), 2))
+record("alignment_error_px_after", round(float(np.mean(after_err)), 2), key=True)
 
 n = len(faces)
 fig, axes = plt.subplots(2, n, figsize=(1.5 * n, 3.2), squeeze=False)

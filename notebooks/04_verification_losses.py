@@ -1100,7 +1100,7 @@ for key, r in results.items():
 # part of the ROC that matters is its left edge, which a linear axis squeezes into a corner. The curves stop at
 # FAR = 1 / (impostor pairs): below that no false accept can be observed.
 
-# %%
+# %% tags=["key-figure"]
 fig, ax = plt.subplots(figsize=(8, 4.6))
 styles = plt.cm.tab20(np.linspace(0, 1, len(reports)))
 for (key, r), color in zip(reports.items(), styles):
@@ -1268,7 +1268,7 @@ fk.notebook.say(
     f"thousands of training people and hundreds of thousands of steps" + (
         "; whether the class count or the step count holds ArcFace back here is an open question (exercise 6)."
         if arc_rank > tsh_rank else ", and here ArcFace already ranks above the semi-hard triplet."))
-record("best_loss", best)
+record("best_loss", best, key=True)
 record("best_margin_loss", best_margin)
 
 # %% [markdown]
@@ -1492,7 +1492,7 @@ if RUN_LFW:
     lfw_scores = lfw_all_scores["arcface"]
     lfw_report = verification_report(lfw_scores, subset.is_same, folds=subset.folds, far_targets=FARS)
     lfw_best = max(lfw_rows, key=lambda k: lfw_rows[k]["AUC"])
-    record("lfw_best_loss", lfw_best)
+    record("lfw_best_loss", lfw_best, key=True)
     print(f"LFW, ArcFace, {len(lfw_scores)} pairs of {len(S.lfw_folds)} folds:\n{lfw_report.summary()}")
     print("per-fold accuracy:", np.round(lfw_report.kfold.accuracies, 3).tolist())
     gap = PUBLISHED_LFW - lfw_report.kfold.mean
@@ -1560,7 +1560,7 @@ else:
           f"all 6,000 pairs: {DLIB_PUBLISHED:.2%} (with dlib's own detection and alignment of the original images)")
     dlib_summary = {"accuracy": dlib_report.kfold.mean, "std": dlib_report.kfold.std, "ours": ours_report.kfold.mean,
                     "pairs": len(ref.is_same)}
-    record("lfw_kfold_accuracy[dlib]", round(dlib_report.kfold.mean, 4))
+    record("lfw_kfold_accuracy[dlib]", round(dlib_report.kfold.mean, 4), key=True)
     record("lfw_auc[dlib]", round(dlib_report.auc, 4))
     record("lfw_dlib_pairs", len(ref.is_same))
 

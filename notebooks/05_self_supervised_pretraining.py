@@ -396,7 +396,7 @@ if PROFILE != "smoke":  # two epochs on a hundred images (smoke) prove nothing e
     assert mae_after < mae_before and mae_after < baseline, "the trained MAE should beat flat patches"
 record("mae_train_loss_first", mae_losses[0])
 record("mae_train_loss_last", mae_losses[-1])
-record("mae_heldout_mse", mae_after)
+record("mae_heldout_mse", mae_after, key=True)
 record("mae_heldout_mse_untrained", mae_before)
 record("mae_heldout_mse_flat_patch", baseline)
 _ = record("mae_time_s", mae_time, unit="s")
@@ -704,7 +704,7 @@ display(per_seed.round(3))
 # The figure shows every seed as a point, a line joining each pretrained model to its random twin of the same
 # seed, and pixels as a dashed reference. Lines that all slope the same way are what a consistent effect looks like.
 
-# %%
+# %% tags=["key-figure"]
 seed_verdicts = {}
 fig, axes = plt.subplots(1, 2, figsize=(11, 3.8), sharey=True)
 for ax, p in zip(axes, PROBES):
@@ -729,8 +729,8 @@ mae_linear_gain = float((per_seed[("ViT MAE", "linear")] - per_seed[("ViT random
 assert all(v.n == len(SEEDS) and v.unit == "seeds" for v in seed_verdicts.values())
 if PROFILE != "smoke":  # at smoke sizes (a few images, two epochs) the probes are noise
     assert simclr_knn_gain > 0, f"SimCLR's features should beat a random CNN's at 1-NN on average: {simclr_knn_gain}"
-record("simclr_knn_gain_mean_over_seeds", round(simclr_knn_gain, 4))
-record("mae_linear_probe_gain_mean_over_seeds", round(mae_linear_gain, 4))
+record("simclr_knn_gain_mean_over_seeds", round(simclr_knn_gain, 4), key=True)
+record("mae_linear_probe_gain_mean_over_seeds", round(mae_linear_gain, 4), key=True)
 _ = record("simclr_knn_winner_over_seeds", str(seed_verdicts[("CNN SimCLR", "1-NN")].winner))
 
 # %% [markdown]

@@ -634,7 +634,7 @@ for (a, p, r, f), auc in table.groupby(["arch", "pretraining", "regime", "labels
 # Test AUC against the fraction of fine-tuning labels (log scale), one line per backbone and regime: the mean over
 # seeds, with the range of the seeds as a band. Where bands overlap, the ranking can flip with another seed.
 
-# %%
+# %% tags=["key-figure"]
 auc_by_seed = table.groupby(["arch", "pretraining", "regime", "labels"], sort=False)["AUC"]
 lo, hi, mean = auc_by_seed.min(), auc_by_seed.max(), auc_by_seed.mean()
 fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), sharey=True)
@@ -781,8 +781,8 @@ display(verdict_table.round(4))
 for v in acc_verdicts:
     fk.notebook.say(v["seeds"].text)
 held = sum(v["seeds"].winner == "a" for v in acc_verdicts)
-record("claim_higher_accuracy_held", held)
-record("claim_higher_accuracy_tested", len(acc_verdicts))
+record("claim_higher_accuracy_held", held, key=True)
+record("claim_higher_accuracy_tested", len(acc_verdicts), key=True)
 smallest = next(v for v in acc_verdicts if v["backbone"] == "CNN supervised" and v["labels"] == FRACTIONS[0])
 assert all(v["pairs"].n == len(test_pairs.is_same) for v in acc_verdicts)  # every comparison on the same pairs
 if PROFILE != "smoke":
@@ -1198,7 +1198,7 @@ lines += [f"- forgetting (old-people closed-set accuracy lost): " + ", ".join(f"
           f"- text weights: {lm_verdicts[('text blocks, frozen', 'random blocks, frozen')].text}",
           f"- the chapter took {ctx.elapsed():.0f} s at profile {PROFILE}"]
 fk.notebook.say("\n".join(lines))
-record("forgetting_smaller_lr_winner", str(forget_seeds_verdict.winner))
+record("forgetting_smaller_lr_winner", str(forget_seeds_verdict.winner), key=True)
 _ = record("chapter_seconds", round(ctx.elapsed(), 1))
 
 # %% [markdown]

@@ -354,7 +354,7 @@ else:
 
 # %%
 bandwidth = copy_bandwidth(device=DEVICE, nbytes=S.copy_mib * 2**20, timer=TIMER)
-BANDWIDTH = record("copy_bandwidth_gbs", bandwidth.per_s / 1e9, unit="GB/s") * 1e9
+BANDWIDTH = record("copy_bandwidth_gbs", bandwidth.per_s / 1e9, unit="GB/s", key=True) * 1e9
 fk.notebook.say(f"{bandwidth.what}: **{BANDWIDTH / 1e9:.1f} GB/s**; ridge point of the measured peak "
                 f"{sweep_before.best.per_s / BANDWIDTH:.1f} FLOP/byte.")
 
@@ -423,7 +423,7 @@ sweep_after = peak_sweep(device=DEVICE, matmul_sizes=S.matmul_sizes, conv_channe
                          conv_side=S.conv_side, threads=S.threads or None, timer=TIMER)
 PEAK = max(sweep_before.best, sweep_after.best, key=lambda p: p.per_s)
 MATMUL_PEAK = max(sweep_before.best_matmul, sweep_after.best_matmul, key=lambda p: p.per_s)
-PEAK_FLOPS = record("peak_tflops", PEAK.per_s / 1e12, unit="TFLOP/s") * 1e12
+PEAK_FLOPS = record("peak_tflops", PEAK.per_s / 1e12, unit="TFLOP/s", key=True) * 1e12
 change = sweep_after.best.per_s / sweep_before.best.per_s - 1
 fk.notebook.say(f"Best of the sweep before the models {sweep_before.best.per_s / 1e12:.4f}, after "
                 f"{sweep_after.best.per_s / 1e12:.4f} TFLOP/s ({change:+.1%}); the ceiling used below: "
@@ -524,7 +524,7 @@ if FULL_RUN:  # at smoke a call lasts less than the scheduler's time slice on a 
 # spread (the two timings' relative IQRs added in quadrature), so two bars whose error bars overlap are not
 # told apart by this run.
 
-# %%
+# %% tags=["key-figure"]
 fig, axes = plt.subplots(1, 2, figsize=(14, 4))
 sns.lineplot(data=sweep_df, x="batch_size", y="images_per_s", hue="model", marker="o", ax=axes[0])
 axes[0].set(xscale="log", yscale="log", title=f"inference throughput ({DEVICE.type})", ylabel="images / s")
@@ -695,7 +695,7 @@ loading = pd.DataFrame([asdict(r) for r in loading_grid(dataset, consume, batch_
 display(loading)
 base_rate = loading.query("num_workers == 0 and not pin_memory")["images_per_s"].iloc[0]
 best_rate = loading["images_per_s"].max()
-record("loader_best_vs_single_process", best_rate / base_rate, unit="x")
+record("loader_best_vs_single_process", best_rate / base_rate, unit="x", key=True)
 assert loading["skipped"].isna().any() and (loading.dropna(subset=["images_per_s"])["images_per_s"] > 0).all()
 
 # %% [markdown]

@@ -654,7 +654,7 @@ table[display_cols].round(4)
 # The same table as a picture: accuracy against batch-1 latency (the best methods sit at the top left), and the
 # size on disk. Pruned models sit on top of fp32: same size, same latency.
 
-# %%
+# %% tags=["key-figure"]
 fig, axes = plt.subplots(1, 2, figsize=(11, 4))
 ok = table.dropna(subset=["kfold_acc"])
 for name, r in ok.iterrows():
@@ -667,10 +667,10 @@ plt.tight_layout(); plt.show()
 
 # %%
 s8 = table.loc["static int8 (conv + linear)"]
-record("fp32_kfold_acc", base["kfold_acc"])
+record("fp32_kfold_acc", base["kfold_acc"], key=True)
 record("fp32_batch1_ms", base["batch1_ms"], unit="ms")
-record("static_int8_kfold_acc", s8["kfold_acc"])
-record("static_int8_speedup", s8["speedup"], unit="x")
+record("static_int8_kfold_acc", s8["kfold_acc"], key=True)
+record("static_int8_speedup", s8["speedup"], unit="x", key=True)
 record("static_int8_size_ratio", s8["size_ratio"])
 record("bf16_speedup", table.loc["bf16 (weights + compute)", "speedup"], unit="x")
 record("fp16_speedup", table.loc["fp16 (weights + compute)", "speedup"], unit="x")

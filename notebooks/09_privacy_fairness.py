@@ -406,7 +406,7 @@ print(f"delta = {delta_dp:.0e} (1/N = {1 / len(train_data):.1e}), sample rate q 
       f"{S.epochs} epochs")
 display(dp_table.round(3))
 
-# %%
+# %% tags=["key-figure"]
 fig, ax = plt.subplots(1, 2, figsize=(10, 3.6))
 private_rows = dp_table[np.isfinite(dp_table.epsilon)]
 for a, metric in zip(ax, ("accuracy", "auc")):
@@ -422,7 +422,7 @@ for sigma in S.noise_multipliers:
         eps = dp_table.loc[dp_table.sigma == sigma, "epsilon"].item()
         record(f"dp_epsilon_sigma{sigma}", eps)
         record(f"dp_accuracy_sigma{sigma}", dp_table.loc[dp_table.sigma == sigma, "accuracy"].item())
-record("nonprivate_accuracy", base["accuracy"])
+record("nonprivate_accuracy", base["accuracy"], key=True)
 assert np.all(np.diff(private_rows.epsilon.to_numpy()) < 0), "more noise must mean a smaller epsilon"
 most_private = private_rows.iloc[-1]
 print(f"at the smallest epsilon ({most_private.epsilon:.3g}): held-out accuracy {most_private.accuracy:.3f} against "
@@ -561,8 +561,8 @@ whole_dp = st.compare_seeds(head_acc, [r["accuracy"] for r in dp_seeds[names_dp[
                             metric="accuracy")
 head_verdict = st.compare_seeds(head_acc, plain_acc, names=("DP linear head on public features",
                                                             "non-private network"), metric="accuracy")
-record("dp_head_accuracy", float(np.mean(head_acc)))
-record("dp_head_epsilon", float(np.mean(head_eps)))
+record("dp_head_accuracy", float(np.mean(head_acc)), key=True)
+record("dp_head_epsilon", float(np.mean(head_eps)), key=True)
 fk.notebook.say(f"DP-SGD on a linear head over public features, $\\varepsilon$ = {np.mean(head_eps):.2f} "
                 f"($\\sigma$ = {sigma_head:.2f}, batch {head_batch}, {S.head_epochs} epochs): held-out accuracy "
                 f"{np.mean(head_acc):.3f} over {len(SEEDS)} seeds, against {np.mean(plain_acc):.3f} for the "

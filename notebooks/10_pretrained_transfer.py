@@ -319,7 +319,7 @@ if LFW_OK:
                     f"another face than 'center' in {changed}.")
     acc = lfw_table["accuracy %"]
     record("lfw_pairs_evaluated", len(SUB.is_same))
-    record("facenet_lfw_center", round(acc["FaceNet", "MTCNN, center"], 2), unit="%")
+    record("facenet_lfw_center", round(acc["FaceNet", "MTCNN, center"], 2), unit="%", key=True)
     record("facenet_lfw_confident", round(acc["FaceNet", "MTCNN, confident"], 2), unit="%")
     assert np.isfinite(lfw_table["accuracy %"]).all()
     if PROFILE != "smoke":
@@ -393,7 +393,7 @@ for c in CANDIDATES:
                                       names=(f"{c.name} at {low_res_px} px", f"{c.name} on the original faces"))
     fk.notebook.say(f"{c.name}: k-fold accuracy {orig.kfold.mean:.2%} on the original faces, {low.kfold.mean:.2%} at "
                     f"{low_res_px} px. {SHIFT[c.name].text}")
-    record(f"shift_{c.name.split()[0].lower()}_lowres_acc", round(100 * low.kfold.mean, 2), unit="%")
+    record(f"shift_{c.name.split()[0].lower()}_lowres_acc", round(100 * low.kfold.mean, 2), unit="%", key=True)
     if PROFILE != "smoke":
         assert low.kfold.mean < orig.kfold.mean - 0.01, f"{c.name}: {low_res_px} px should be a real domain shift"
 
@@ -575,7 +575,7 @@ if FT_ROWS:
 # fine-tuning, on the shrunk and on the original faces. A gain on the left panel bought with a loss on the right
 # one is forgetting.
 
-# %%
+# %% tags=["key-figure"]
 if FT:
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.2), sharey=True)
     for ax, (kind, label) in zip(axes, (("low", f"{low_res_px} px faces"), ("orig", "original faces"))):

@@ -230,7 +230,7 @@ fk.notebook.say(f"A detector found the face in {np.mean(RESULT.image_stages != '
 # The genuine pairs with the lowest scores and the impostor pairs with the highest are where the model fails
 # first: look for turned heads, occlusion, wrong faces picked in group photos, or a mislabelled pair.
 
-# %%
+# %% tags=["key-figure"]
 def show_pairs(indices, title):
     fig, axes = plt.subplots(2, len(indices), figsize=(2.4 * len(indices), 5), squeeze=False)
     for col, i in enumerate(indices):
