@@ -11,7 +11,8 @@ The setting (:func:`mode`) is ``$FACEKIT_PROGRESS`` when it is set, else guessed
   followed by the last message the loop wrote with ``bar.write``), so executed notebooks hold no per-iteration
   output. Chosen in a ``facekit report`` run (the runner sets ``FACEKIT_PROGRESS=final`` for its kernels) and in
   any kernel that no Jupyter server started (plain ``papermill``, nbval): jupyter_server sets
-  ``JPY_SESSION_NAME`` for the kernels of the notebooks it opens, the same rule as :mod:`facekit.explore`.
+  ``JPY_SESSION_NAME`` for the kernels of the notebooks it opens (VS Code and Colab count as watched too):
+  :func:`kernel_frontend`, the one rule that :mod:`facekit.explore` uses as well.
 - ``live``: tqdm's own choice: a widget bar in JupyterLab (with ipywidgets), a text bar in a terminal. In a
   kernel without ipywidgets it is a text bar rather than tqdm's ``TqdmWarning: IProgress not found``. Force it
   with ``FACEKIT_PROGRESS=live`` in a frontend that does not set ``JPY_SESSION_NAME``.
@@ -34,7 +35,7 @@ REPORT_ENV_VAR = "FACEKIT_REPORT_RUN"  # set by the report runner for its kernel
 SERVER_SESSION_ENV_VAR = "JPY_SESSION_NAME"  # set by jupyter_server for the kernel of each notebook it opens
 
 
-__all__ = ["ENV_VAR", "MODES", "mode", "tqdm", "bar", "final_line"]
+__all__ = ["ENV_VAR", "MODES", "mode", "kernel_frontend", "tqdm", "bar", "final_line"]
 
 
 def mode(requested: str = "auto") -> str:
@@ -54,18 +55,36 @@ def mode(requested: str = "auto") -> str:
         return raw
     if os.environ.get(REPORT_ENV_VAR, "").strip():
         return "final"
-    if _in_kernel() and not os.environ.get(SERVER_SESSION_ENV_VAR, "").strip():
+    if kernel_frontend()[0] == "unwatched":
         return "final"  # a kernel nobody watches live: papermill, nbval
     return "live"
 
 
-def _in_kernel() -> bool:
+def kernel_frontend() -> tuple[str, str]:
+    """Who watches this process's output, with the reason: ``"terminal"`` (not a Jupyter kernel), ``"watched"``
+    (a kernel with a live frontend: a Jupyter server session, VS Code or Colab) or ``"unwatched"`` (a kernel
+    that nobody watches live: papermill, nbval, a console). The one rule behind progress bars here and the
+    widgets of :mod:`facekit.explore`.
+
+    >>> kernel_frontend()[0]
+    'terminal'
+    """
     try:
         from IPython import get_ipython
     except ImportError:
-        return False
+        return "terminal", "not running under IPython"
     shell = get_ipython()
-    return shell is not None and "IPKernelApp" in getattr(shell, "config", {})
+    if shell is None or not hasattr(shell, "kernel") or shell.__class__.__name__ != "ZMQInteractiveShell":
+        return "terminal", "no Jupyter kernel (plain Python or a terminal IPython)"
+    if os.environ.get(SERVER_SESSION_ENV_VAR, "").strip():
+        return "watched", "a Jupyter server session (JupyterLab or Notebook)"
+    if os.environ.get("VSCODE_PID") or "google.colab" in sys.modules:
+        return "watched", "VS Code or Colab"
+    return "unwatched", "a kernel without a Jupyter server session (papermill, nbval or a console)"
+
+
+def _in_kernel() -> bool:
+    return kernel_frontend()[0] != "terminal"
 
 
 def _widgets_available() -> bool:

@@ -55,6 +55,23 @@ def test_frontend_jupyter_server_session_is_widget(kernel):
     assert frontend()[0] == "widget"
 
 
+@pytest.mark.parametrize("env, watched", [({}, False), ({"JPY_SESSION_NAME": "01.ipynb"}, True),
+                                           ({"VSCODE_PID": "42"}, True)])
+def test_progress_and_explorations_share_one_frontend_rule(kernel, env, watched):
+    """Progress bars and explorations ask the same question (is a live frontend watching this kernel?) and
+    agree for each kind of kernel: live bars exactly where widgets are shown."""
+    pytest.importorskip("ipywidgets")
+    from facekit import progress
+
+    kernel.delenv(progress.ENV_VAR, raising=False)
+    kernel.delenv(progress.REPORT_ENV_VAR, raising=False)
+    for var, value in env.items():
+        kernel.setenv(var, value)
+    assert progress.kernel_frontend()[0] == ("watched" if watched else "unwatched")
+    assert (frontend()[0] == "widget") is watched
+    assert (progress.mode() == "live") is watched
+
+
 def test_frontend_env_forces_either_way(kernel):
     pytest.importorskip("ipywidgets")
     kernel.setenv("JPY_SESSION_NAME", "01.ipynb")

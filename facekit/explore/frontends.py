@@ -4,9 +4,9 @@ the kernel and the Jupyter frontend; see :mod:`facekit.explore.core`)."""
 from __future__ import annotations
 
 import os
-import sys
 
 from facekit.config import ConfigError
+from facekit.progress import kernel_frontend
 
 STATIC_ENV = "FACEKIT_STATIC"  # "1": static figures only; "0": widgets whenever ipywidgets imports
 TRUE, FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
@@ -30,15 +30,5 @@ def frontend() -> tuple[str, str]:
         return "static", "ipywidgets is not installed"
     if forced in FALSE:
         return "widget", f"{STATIC_ENV}={os.environ[STATIC_ENV]}"
-    try:
-        from IPython import get_ipython
-    except ImportError:
-        return "static", "not running under IPython"
-    shell = get_ipython()
-    if shell is None or not hasattr(shell, "kernel") or shell.__class__.__name__ != "ZMQInteractiveShell":
-        return "static", "no Jupyter kernel (plain Python or a terminal IPython)"
-    if os.environ.get("JPY_SESSION_NAME"):
-        return "widget", "a Jupyter server session (JupyterLab or Notebook)"
-    if os.environ.get("VSCODE_PID") or "google.colab" in sys.modules:
-        return "widget", "VS Code or Colab"
-    return "static", "a kernel without a Jupyter server session (papermill, nbval or a console)"
+    kind, reason = kernel_frontend()
+    return ("widget" if kind == "watched" else "static"), reason
