@@ -46,6 +46,11 @@ def _texts(nb) -> list[str]:
     return out
 
 
+def _name(text: str) -> str:
+    """A model's name as the sentence gives it, without a list bullet or emphasis before it."""
+    return text.strip().lstrip("-*•> ").strip()
+
+
 def verdicts(nb_path: Path) -> list[dict]:
     """The distinct verdict sentences of one executed notebook, in order."""
     nb = nbformat.read(nb_path, as_version=4)
@@ -53,14 +58,14 @@ def verdicts(nb_path: Path) -> list[dict]:
     for text in _texts(nb):
         text = re.sub(r"[ \t]+", " ", text)
         for m in BETTER.finditer(text):
-            row = {"A": m["w"].strip(), "B": m["l"].strip(), "verdict": f"{m['w'].strip()} better",
+            row = {"A": _name(m["w"]), "B": _name(m["l"]), "verdict": f"{_name(m['w'])} better",
                    "metric": m["m"].strip(), "A - B": m["d"], "how": m["how"][1:-1]}
             key = (row["A"], row["B"], row["A - B"])
             if key not in seen:
                 seen.add(key)
                 rows.append(row)
         for m in NONE.finditer(text):
-            row = {"A": m["a"].strip(), "B": m["b"].strip(), "verdict": "no detectable difference",
+            row = {"A": _name(m["a"]), "B": _name(m["b"]), "verdict": "no detectable difference",
                    "metric": m["m"].strip(), "A - B": m["d"], "how": m["how"][1:-1]}
             key = (row["A"], row["B"], row["A - B"])
             if key not in seen:
