@@ -63,6 +63,9 @@ def _add_report_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--rerun-failed", metavar="RUN_DIR",
                         help="run again the failed and skipped notebooks of RUN_DIR, with its recorded profile "
                              "and parameters, updating its summary")
+    parser.add_argument("--rerun", metavar="RUN_DIR",
+                        help="run again the NOTEBOOKs named (whatever their status) in RUN_DIR, with its recorded "
+                             "profile, parameters and artifacts, updating its summary (the rerun is recorded)")
     parser.add_argument("--artifacts", dest="artifacts_dir", metavar="DIR",
                         help="FACEKIT_ARTIFACTS for the run's kernels: a folder, or an earlier run folder whose "
                              "artifacts to reuse (default: a fresh folder of this run in the cache; with --no-deps "
@@ -133,24 +136,30 @@ def _list_notebooks(args) -> int:
 def _rerun(args, argv_given: set) -> int:
     from facekit.reports.rerun import rerun_failed
 
-    clashing = sorted(argv_given & {"notebooks", "all_notebooks", "parameters", "run_name", "overwrite",
-                                     "artifacts_dir", "dependencies", "list", "profile"})
+    flag = "--rerun" if args.rerun else "--rerun-failed"
+    clashing = sorted(argv_given & {"all_notebooks", "parameters", "run_name", "overwrite", "artifacts_dir",
+                                     "dependencies", "list", "profile", "rerun_failed" if args.rerun else "rerun"})
+    if not args.rerun and "notebooks" in argv_given:
+        clashing = sorted(clashing + ["notebooks (to rerun chosen notebooks use --rerun RUN_DIR NOTEBOOK...)"])
     if clashing:
-        raise ConfigError(f"--rerun-failed reuses the run's notebooks, profile and parameters; drop "
-                          f"{', '.join(clashing)}")
+        raise ConfigError(f"{flag} reuses the run's notebooks, profile and parameters; drop {', '.join(clashing)}")
+    if args.rerun and not args.notebooks:
+        raise ConfigError("--rerun RUN_DIR needs the notebooks to run again, e.g. --rerun reports/<run> 01")
     kwargs = {k: getattr(args, k) for k in ("kernel_name",) if k in argv_given}
     if "timeout" in argv_given:
         kwargs["execution_timeout"] = args.timeout
     if "html" in argv_given:
         kwargs["html"] = args.html
-    return _report_done(rerun_failed(args.rerun_failed, progress=not args.quiet, **kwargs))
+    if args.rerun:
+        kwargs["notebooks"] = args.notebooks
+    return _report_done(rerun_failed(args.rerun or args.rerun_failed, progress=not args.quiet, **kwargs))
 
 
 def _given(args) -> set:
     """The report options that differ from their defaults (what the user typed)."""
     defaults = vars(build_parser().parse_args(["report"]))
     return {k for k, v in vars(args).items()
-            if k in defaults and v != defaults[k] and k not in ("rerun_failed", "course_page")}
+            if k in defaults and v != defaults[k] and k not in ("rerun_failed", "rerun", "course_page")}
 
 
 def _report_done(summary) -> int:
@@ -181,9 +190,10 @@ def _course_page(args, given: set) -> int:
 def _report(args) -> int:
     if args.course_page:
         return _course_page(args, _given(args))
-    if args.rerun_failed:
+    if args.rerun_failed or args.rerun:
         if args.max_steps is not None:
-            raise ConfigError("--rerun-failed reuses the run's dry-run setting; drop --dry-run")
+            raise ConfigError(f"{'--rerun' if args.rerun else '--rerun-failed'} reuses the run's dry-run setting; "
+                              "drop --dry-run")
         return _rerun(args, _given(args))
     if args.list:
         return _list_notebooks(args)

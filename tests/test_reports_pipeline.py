@@ -167,6 +167,19 @@ def test_rerun_failed_on_a_fabricated_run(tmp_path, cache, capsys):
     assert main(["report", "--rerun-failed", str(run), "-q"]) == 0  # nothing left to rerun
     assert len(load_summary(run).reruns) == 1
     assert main(["report", "--rerun-failed", str(tmp_path / "nope")]) == 2
+    # --rerun: a notebook that passed runs again (its dependents do not), and the rerun is recorded
+    capsys.readouterr()
+    assert main(["report", "--rerun", str(run), "-q"]) == 2
+    assert "needs the notebooks" in capsys.readouterr().err
+    assert main(["report", "--rerun", str(run), "07", "-q"]) == 2
+    assert "'07' is not in this run" in capsys.readouterr().err
+    assert main(["report", "--rerun-failed", str(run), "01", "-q"]) == 2
+    assert "use --rerun RUN_DIR NOTEBOOK" in capsys.readouterr().err
+    assert main(["report", "--rerun", str(run), "01_prod", "-q"]) == 0
+    again = load_summary(run)
+    by = {e.name: e for e in again.entries}
+    assert by["01_producer"].reruns == 2 and by["02_consumer"].reruns == 1 and by["01_producer"].status == "ok"
+    assert again.reruns[-1]["notebooks"] == ["01_producer"] and len(again.reruns) == 2
 
 
 # --- ordering rules, on notebooks that never run --------------------------------------------------------

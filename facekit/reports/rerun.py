@@ -1,4 +1,6 @@
-"""``facekit report --rerun-failed RUN_DIR``: run again only what did not pass in an existing run.
+"""``facekit report --rerun-failed RUN_DIR``: run again only what did not pass in an existing run;
+``facekit report --rerun RUN_DIR NOTEBOOK...``: run again the named notebooks of a run whatever their status (for
+example one whose duration was taken while other work shared the machine).
 
 The failed and skipped notebooks (and those an interrupted batch never reached) run again from their
 source notebooks (the current ``.ipynb``, so a fix made since is picked up), with the profile and
@@ -48,12 +50,29 @@ def _sources(summary: RunSummary, order: list[str]) -> list[tuple]:
     return todo
 
 
+def _chosen(summary: RunSummary, notebooks, flag: str) -> list[str]:
+    """The names of the run's notebooks that `notebooks` (names or name prefixes) pick, in the run's order."""
+    names = [e.name for e in summary.entries]
+    chosen = []
+    for want in notebooks:
+        stem = Path(str(want)).stem
+        hits = [n for n in names if n == stem or n.startswith(stem)]
+        if not hits:
+            raise ConfigError(f"{flag}: notebook {want!r} is not in this run; its notebooks: {', '.join(names)}")
+        chosen += [n for n in hits if n not in chosen]
+    return [n for n in names if n in chosen]
+
+
 def rerun_failed(run_dir: str | os.PathLike, *, kernel_name=_UNSET, execution_timeout=_UNSET, html=_UNSET,
-                 progress: bool = True, reports_dir: str | os.PathLike | None = _UNSET) -> RunSummary:
-    """Execute again the failed, skipped and not-run notebooks of `run_dir`; return the updated summary.
+                 progress: bool = True, reports_dir: str | os.PathLike | None = _UNSET,
+                 notebooks=None) -> RunSummary:
+    """Execute again the failed, skipped and not-run notebooks of `run_dir` (or the chosen `notebooks`, whatever
+    their status); return the updated summary.
 
     Args:
         run_dir: a run folder holding ``summary.json``.
+        notebooks: names or name prefixes of the run's notebooks to run again even if they passed
+            (``--rerun``); their dependents are not rerun. None: the ones that did not pass.
         kernel_name, execution_timeout, html: default to what the run recorded.
         progress: one line per notebook on stderr.
         reports_dir: whose ``README.md`` index to regenerate; default the run folder's parent
@@ -63,7 +82,10 @@ def rerun_failed(run_dir: str | os.PathLike, *, kernel_name=_UNSET, execution_ti
     """
     run_dir = Path(run_dir)
     summary = _load_run(run_dir)
-    todo_names = [e.name for e in summary.entries if e.status in NOT_DONE]
+    if notebooks is not None:
+        todo_names = _chosen(summary, notebooks, "--rerun")
+    else:
+        todo_names = [e.name for e in summary.entries if e.status in NOT_DONE]
     if not todo_names:
         if progress:
             print(f"facekit report: nothing to rerun in {run_dir} (every notebook passed)", file=sys.stderr)
