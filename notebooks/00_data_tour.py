@@ -145,7 +145,7 @@ for row, (name, nuisances) in zip(axes, factors.items()):
             ax.plot(landmarks[:, 0], landmarks[:, 1], "r.", ms=3)
         ax.set_xticks([]), ax.set_yticks([])
     row[0].set_ylabel(name, fontsize=8, rotation=0, ha="right", va="center")
-fig.tight_layout()
+# the grid spacing is set above (tight_layout would warn about it); the inline backend crops to the labels
 plt.show()
 
 # %% [markdown]
