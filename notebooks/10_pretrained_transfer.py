@@ -592,7 +592,9 @@ if FT:
     assert all(np.isfinite(r["fine-tuned: AUC (seed 0)"]) for r in FT_ROWS)
     assert len(FT_ROWS) == 2 * len(FT)
     if PROFILE != "smoke":
-        assert all(r["fine-tuned: AUC (seed 0)"] > 0.9 for r in FT_ROWS), "fine-tuning should not wreck a model"
+        # not wrecked: within 0.05 AUC of the model as is (at 16 px the model as is may itself be below 0.9)
+        assert all(r["fine-tuned: AUC (seed 0)"] > r["as is: AUC"] - 0.05 for r in FT_ROWS), \
+            "fine-tuning should not wreck a model"
 
 # %% [markdown]
 # How to read the verdicts. A gain on the shrunk faces says the head learned to use what survives at
