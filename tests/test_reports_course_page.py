@@ -109,10 +109,13 @@ def test_course_page_is_replaced_and_kept_current(tmp_path):
     assert text.count("<!-- course:") == 1 and "<!-- course: second -->" in text
     summary = json.loads((second / "summary.json").read_text())
     summary["notebooks"][2].update(status="ok", error=None)  # e.g. after --rerun-failed
+    summary["reruns"] = [{"started": "2030-02-02T10:00:00+00:00", "notebooks": [summary["notebooks"][2]["name"]],
+                          "git": {"commit": "abcdef0123"}}]
     (second / "summary.json").write_text(json.dumps(summary))
     update_index(reports)
     text = (reports / "README.md").read_text()
     assert "(3 ok, 0 failed)" in text and text.count("<!-- course:") == 1
+    assert f"Rerun 2030-02-02 10:00 UTC at commit `abcdef0`: {summary['notebooks'][2]['name']}." in text
 
 
 def test_key_figure_without_images_is_none():

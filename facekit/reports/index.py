@@ -134,6 +134,10 @@ def course_page(run_dir: str | Path) -> str:
              f"started {(s.started or '?')[:16].replace('T', ' ')} UTC. [Summary]({name}/summary.md).", ""]
     if (s.options or {}).get("max_steps"):
         lines += [f"A dry run (`FACEKIT_MAX_STEPS={s.options['max_steps']}`): its numbers are not results.", ""]
+    for r in s.reruns or []:  # --rerun / --rerun-failed: those chapters' outputs and durations come from then
+        commit = ((r.get("git") or {}).get("commit") or "?")[:7]
+        lines += [f"Rerun {(r.get('started') or '?')[:16].replace('T', ' ')} UTC at commit `{commit}`: "
+                  f"{', '.join(r.get('notebooks') or [])}.", ""]
     lines += ["| chapter | status | duration | key metrics | key figure |", "|---|---|---:|---|---|"]
     total = 0.0
     for e in s.entries:
