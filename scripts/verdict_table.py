@@ -17,10 +17,11 @@ from pathlib import Path
 import nbformat
 
 _DIFF = r"[+\-−]\d[\d.,]*\s*\[[+\-−]\d[\d.,]*,\s*[+\-−]\d[\d.,]*\]"
-_DETAILS = r"\([^()]*?(?:\d+%|seeds|pairs|images|people|items)[^()]*?\)"
-BETTER = re.compile(rf"(?P<w>[^\n:;.|]{{1,80}}?) better than (?P<l>[^\n:;|]{{1,80}}?): (?P<m>[\w@=.\- ]*?)\s*"
+_DETAILS = r"\((?:[^()]|\([^()]*\))*\)"  # "(paired bootstrap (people resampled) over 400 pairs, 95%)"
+_NAME = r"(?:[^\n:;|.]|\.(?=\S)){1,80}?"  # a model's name: a dot only inside it (x0.1), not ending a sentence
+BETTER = re.compile(rf"(?P<w>{_NAME}) better than (?P<l>{_NAME}): (?P<m>[\w@=.\- ]*?)\s*"
                     rf"(?P<d>{_DIFF})\s*(?P<how>{_DETAILS})")
-NONE = re.compile(rf"no detectable difference between (?P<a>[^\n:;|]{{1,80}}?) and (?P<b>[^\n:;|]{{1,80}}?) at this "
+NONE = re.compile(rf"no detectable difference between (?P<a>{_NAME}) and (?P<b>{_NAME}) at this "
                   rf"size: (?P<m>[\w@=.\- ]*?)\s*(?P<d>{_DIFF})\s*(?P<how>{_DETAILS})")
 TAG = re.compile(r"<[^>]+>")
 
