@@ -145,11 +145,8 @@ def _rerun(args, argv_given: set) -> int:
         raise ConfigError(f"{flag} reuses the run's notebooks, profile and parameters; drop {', '.join(clashing)}")
     if args.rerun and not args.notebooks:
         raise ConfigError("--rerun RUN_DIR needs the notebooks to run again, e.g. --rerun reports/<run> 01")
-    kwargs = {k: getattr(args, k) for k in ("kernel_name",) if k in argv_given}
-    if "timeout" in argv_given:
-        kwargs["execution_timeout"] = args.timeout
-    if "html" in argv_given:
-        kwargs["html"] = args.html
+    names = {"kernel_name": "kernel_name", "timeout": "execution_timeout", "html": "html"}  # argument -> keyword
+    kwargs = {kw: getattr(args, arg) for arg, kw in names.items() if arg in argv_given}
     if args.rerun:
         kwargs["notebooks"] = args.notebooks
     return _report_done(rerun_failed(args.rerun or args.rerun_failed, progress=not args.quiet, **kwargs))
