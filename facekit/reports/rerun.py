@@ -20,6 +20,7 @@ from facekit.io import ARTIFACTS_ENV
 from facekit.reports.batch import _now, batch_environment, execute_entries, finish, kernel_environment
 from facekit.reports.device import device_info, device_slug, git_info
 from facekit.reports.order import topological_order
+from facekit.reports.selection import matching_stems
 from facekit.reports.summary import NOT_DONE, RunSummary, load_summary, write_summary
 
 _UNSET = object()
@@ -55,8 +56,7 @@ def _chosen(summary: RunSummary, notebooks, flag: str) -> list[str]:
     names = [e.name for e in summary.entries]
     chosen = []
     for want in notebooks:
-        stem = Path(str(want)).stem
-        hits = [n for n in names if n == stem or n.startswith(stem)]
+        hits = matching_stems(Path(str(want)).stem, names)  # the rule `facekit report NOTEBOOK` uses
         if not hits:
             raise ConfigError(f"{flag}: notebook {want!r} is not in this run; its notebooks: {', '.join(names)}")
         chosen += [n for n in hits if n not in chosen]

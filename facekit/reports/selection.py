@@ -26,6 +26,18 @@ def _topic(stem: str) -> str:
     return rest if head.isdigit() and rest else stem
 
 
+def matching_stems(key: str, stems: Iterable[str]) -> list[str]:
+    """The notebook names that `key` picks: the exact name, else the names it begins, else the names whose part
+    after the number it begins (``"verify"`` -> ``11_verify_your_faces``).
+
+    >>> matching_stems("0", ["00_a", "01_b", "11_c"])
+    ['00_a', '01_b']
+    """
+    stems = list(stems)
+    return ([s for s in stems if s == key] or [s for s in stems if s.startswith(key)]
+            or [s for s in stems if _topic(s).startswith(key)])
+
+
 def select_notebooks(items=None, notebooks_dir: str | os.PathLike = "notebooks") -> list[Path]:
     """Resolve paths, names and name prefixes (``"00"``, ``"01_cnn"``, or ``"verify"`` without the number) to
     notebooks, in name order.
@@ -53,8 +65,8 @@ def select_notebooks(items=None, notebooks_dir: str | os.PathLike = "notebooks")
             chosen[ipynb] = None
             continue
         key = text[: -len(path.suffix)] if path.suffix in (".ipynb", ".py") else text
-        matches = ([p for p in available if p.stem == key] or [p for p in available if p.stem.startswith(key)]
-                   or [p for p in available if _topic(p.stem).startswith(key)])  # "verify" -> 11_verify_...
+        picked = matching_stems(key, [p.stem for p in available])
+        matches = [p for p in available if p.stem in picked]
         if not matches:
             raise ConfigError(f"no notebook matches {text!r}; available notebooks: {listing}")
         if len(matches) > 1:
