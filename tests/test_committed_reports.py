@@ -5,7 +5,6 @@ installed), and reports/ holds complete runs of the whole course plus their inde
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -13,12 +12,14 @@ import nbformat
 import pytest
 from bs4 import BeautifulSoup
 
+from facekit.reports.batch import count_figures
+
+from test_reports_output import BROWSER_FLAGS, chromium
+
 REPORTS = Path(__file__).resolve().parent.parent / "reports"
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
 RUNS = sorted(p.parent for p in REPORTS.glob("*/summary.json"))
 MAX_HTML_BYTES = 2_000_000  # each chapter's page under about 2 MB
-BROWSER_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
 
 
 def _summary(run: Path) -> dict:
@@ -47,9 +48,7 @@ def test_reports_hold_only_complete_course_runs():
 def test_every_chapter_shows_figures_and_no_progress_spam(run):
     for nb_path in sorted(run.glob("*.ipynb")):
         nb = nbformat.read(nb_path, as_version=4)
-        images = sum(1 for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])
-                     if "image/png" in o.get("data", {}) or "image/jpeg" in o.get("data", {}))
-        assert images > 0, f"{nb_path.name}: no figure"
+        assert count_figures(nb) > 0, f"{nb_path.name}: no figure"
         for c in nb.cells:
             for o in c.get("outputs", []) if c.cell_type == "code" else []:
                 text = o.get("text", "") if o.get("output_type") == "stream" else ""
@@ -66,16 +65,12 @@ def test_html_pages_are_light_folded_and_without_raw_math(html):
     assert "$$" not in soup.get_text(), f"{html.name}: raw $$ math"
 
 
-def _chromium() -> str | None:
-    return shutil.which("chromium") or shutil.which("chromium-browser")
-
-
-@pytest.mark.skipif(_chromium() is None, reason="needs Debian's chromium (apt-get install -y chromium) to render "
+@pytest.mark.skipif(chromium() is None, reason="needs Debian's chromium (apt-get install -y chromium) to render "
                                                 "the committed reports headless and offline")
 @pytest.mark.parametrize("html", [p for p in _pages() if p.id.endswith("04_verification_losses")])
 def test_committed_report_math_renders_in_a_real_browser(html, tmp_path):
     """Chapter 4 (the most formulas): the browser's rendered text holds MathML and no raw $$."""
-    dom = subprocess.run([_chromium(), *BROWSER_FLAGS, f"--user-data-dir={tmp_path / 'profile'}", "--dump-dom",
+    dom = subprocess.run([chromium(), *BROWSER_FLAGS, f"--user-data-dir={tmp_path / 'profile'}", "--dump-dom",
                           html.as_uri()], capture_output=True, text=True, timeout=120)
     assert dom.returncode == 0, dom.stderr[-2000:]
     rendered = BeautifulSoup(dom.stdout, "html.parser")
