@@ -19,7 +19,7 @@ import nbformat
 _DIFF = r"[+\-−]\d[\d.,]*\s*\[[+\-−]\d[\d.,]*,\s*[+\-−]\d[\d.,]*\]"
 _DETAILS = r"\((?:[^()]|\([^()]*\))*\)"  # "(paired bootstrap (people resampled) over 400 pairs, 95%)"
 _NAME = r"(?:[^\n:;|.]|\.(?=\S)){1,80}?"  # a model's name: a dot only inside it (x0.1), not ending a sentence
-BETTER = re.compile(rf"(?P<w>{_NAME}) better than (?P<l>{_NAME}): (?P<m>[\w@=.\- ]*?)\s*"
+BETTER = re.compile(rf"(?P<a>{_NAME}) better than (?P<b>{_NAME}): (?P<m>[\w@=.\- ]*?)\s*"
                     rf"(?P<d>{_DIFF})\s*(?P<how>{_DETAILS})")
 NONE = re.compile(rf"no detectable difference between (?P<a>{_NAME}) and (?P<b>{_NAME}) at this "
                   rf"size: (?P<m>[\w@=.\- ]*?)\s*(?P<d>{_DIFF})\s*(?P<how>{_DETAILS})")
@@ -66,20 +66,14 @@ def verdicts(nb_path: Path) -> list[dict]:
     rows, seen = [], set()
     for text in _texts(nb):
         text = re.sub(r"[ \t]+", " ", text)
-        for m in BETTER.finditer(text):
-            row = {"A": _name(m["w"]), "B": _name(m["l"]), "verdict": f"{_name(m['w'])} better",
-                   "metric": m["m"].strip(), "A - B": m["d"], "how": m["how"][1:-1]}
-            key = (row["A"], row["B"], row["A - B"])
-            if key not in seen:
-                seen.add(key)
-                rows.append(row)
-        for m in NONE.finditer(text):
-            row = {"A": _name(m["a"]), "B": _name(m["b"]), "verdict": "no detectable difference",
-                   "metric": m["m"].strip(), "A - B": m["d"], "how": m["how"][1:-1]}
-            key = (row["A"], row["B"], row["A - B"])
-            if key not in seen:
-                seen.add(key)
-                rows.append(row)
+        for pattern in (BETTER, NONE):  # "A better than B: ..." names A; the other names no winner
+            for m in pattern.finditer(text):
+                a, b = _name(m["a"]), _name(m["b"])
+                row = {"A": a, "B": b, "verdict": f"{a} better" if pattern is BETTER else "no detectable difference",
+                       "metric": m["m"].strip(), "A - B": m["d"], "how": m["how"][1:-1]}
+                if (a, b, row["A - B"]) not in seen:
+                    seen.add((a, b, row["A - B"]))
+                    rows.append(row)
     return rows
 
 
